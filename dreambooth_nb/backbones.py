@@ -18,10 +18,10 @@ from fastcore.basics import patch
 from .config import ModelError
 
 # %% auto #0
-__all__ = ['TINY_WORDS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER', 'TINY_FAMILIES', 'UNET_LORA_TARGETS',
-           'TEXT_LORA_TARGETS', 'SCHEDULERS', 'PIPELINE_FAMILIES', 'SNAPSHOT_PATTERNS', 'Backbone', 'bytes_to_unicode',
-           'tiny_clip_tokenizer', 'SDBackbone', 'make_scheduler', 'tiny', 'resolve_model_path', 'model_family',
-           'load_backbone']
+__all__ = ['TINY_WORDS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER', 'TINY_FAMILIES', 'SMALL_UNET', 'SMALL_VAE',
+           'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS', 'TEXT_LORA_TARGETS', 'SCHEDULERS', 'PIPELINE_FAMILIES',
+           'SNAPSHOT_PATTERNS', 'Backbone', 'bytes_to_unicode', 'tiny_clip_tokenizer', 'SDBackbone', 'make_scheduler',
+           'tiny', 'resolve_model_path', 'model_family', 'load_backbone']
 
 # %% ../nbs/01_backbones.ipynb #27b6f17f
 def _quiet_hf():
@@ -84,6 +84,15 @@ SD_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_li
 TINY_FAMILIES = {'sd15': 'epsilon', 'sd21': 'v_prediction'}
 
 # %% ../nbs/01_backbones.ipynb #c58e0933
+SMALL_UNET = dict(block_out_channels=(64, 128, 256, 256), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+                  cross_attention_dim=512, attention_head_dim=8, norm_num_groups=32)
+SMALL_VAE = dict(block_out_channels=(32, 64, 128, 128), layers_per_block=1, in_channels=3, out_channels=3, latent_channels=4,
+                 norm_num_groups=32, down_block_types=('DownEncoderBlock2D',) * 4, up_block_types=('UpDecoderBlock2D',) * 4, sample_size=256)
+SMALL_TEXT = dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, num_hidden_layers=4,
+                  max_position_embeddings=77, projection_dim=512, layer_norm_eps=1e-5)
+TINY_SIZES = {'tiny': (TINY_UNET, TINY_VAE, TINY_TEXT), 'small': (SMALL_UNET, SMALL_VAE, SMALL_TEXT)}
+
+# %% ../nbs/01_backbones.ipynb #463ff722
 class SDBackbone(Backbone):
     "Stable Diffusion 1.x/2.x: CLIP text encoder, AutoencoderKL, UNet2DConditionModel (epsilon or v-prediction)."
     family = 'sd'
@@ -110,7 +119,7 @@ class SDBackbone(Backbone):
         for m in self.modules().values(): m.to(device=device, dtype=dtype)
         return self
 
-# %% ../nbs/01_backbones.ipynb #463ff722
+# %% ../nbs/01_backbones.ipynb #bfeea3e8
 @patch
 def tokenize(self: SDBackbone, prompts) -> torch.Tensor:
     "Token ids, padded and truncated to the tokenizer's length."
@@ -130,7 +139,7 @@ def encode_images(self: SDBackbone, pixels: torch.Tensor) -> torch.Tensor:
         dist = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist
     return dist.mean * self.vae.config.scaling_factor
 
-# %% ../nbs/01_backbones.ipynb #bfeea3e8
+# %% ../nbs/01_backbones.ipynb #309dfaf0
 @patch
 def noise_and_target(self: SDBackbone, latents, generator=None, offset_noise: float = 0.0):
     "Noisy latents, timesteps and the training target for `latents`."
@@ -151,7 +160,7 @@ def predict(self: SDBackbone, noisy, timesteps, cond, unet=None):
     "The UNet's prediction for `noisy` at `timesteps` under `cond`; `unet` overrides the module (a wrapped copy in training)."
     return (unet or self.unet)(noisy, timesteps, encoder_hidden_states=cond, return_dict=False)[0]
 
-# %% ../nbs/01_backbones.ipynb #309dfaf0
+# %% ../nbs/01_backbones.ipynb #91eec614
 UNET_LORA_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0']
 TEXT_LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'out_proj']
 
@@ -171,7 +180,7 @@ def trainable_modules(self: SDBackbone, mode='full', train_text_encoder=False, r
     for m in mods.values(): m.train()
     return mods
 
-# %% ../nbs/01_backbones.ipynb #91eec614
+# %% ../nbs/01_backbones.ipynb #5f0e0a24
 SCHEDULERS = {'dpm++': DPMSolverMultistepScheduler, 'ddim': DDIMScheduler, 'euler_a': EulerAncestralDiscreteScheduler,
               'unipc': UniPCMultistepScheduler, 'ddpm': DDPMScheduler}
 
@@ -197,24 +206,27 @@ def save_pretrained(self: SDBackbone, path) -> Path:
     pipe.save_pretrained(path, safe_serialization=True)
     return Path(path)
 
-# %% ../nbs/01_backbones.ipynb #5f0e0a24
-def tiny(family: str = 'sd15', seed: int = 0) -> SDBackbone:
-    "A Stable Diffusion backbone with tiny random weights and an in-memory tokenizer (offline, < 1 s)."
+# %% ../nbs/01_backbones.ipynb #2f242c52
+def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
+    "A Stable Diffusion backbone with random weights and an in-memory tokenizer (offline; 'tiny' builds in < 1 s)."
     if family not in TINY_FAMILIES: raise ModelError(f"Unknown tiny family {family!r}; choose one of {', '.join(TINY_FAMILIES)}.")
+    if size not in TINY_SIZES: raise ModelError(f"Unknown size {size!r}; choose one of {', '.join(TINY_SIZES)}.")
+    unet_cfg, vae_cfg, text = TINY_SIZES[size]
     tokenizer = tiny_clip_tokenizer()
     eos = tokenizer.convert_tokens_to_ids('<|endoftext|>')
     text_cfg = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.convert_tokens_to_ids('<|startoftext|>'),
-                              eos_token_id=eos, pad_token_id=eos, **TINY_TEXT)
+                              eos_token_id=eos, pad_token_id=eos, **text)
     torch.manual_seed(seed)
-    return SDBackbone(UNet2DConditionModel(**TINY_UNET), AutoencoderKL(**TINY_VAE), CLIPTextModel(text_cfg), tokenizer,
-                      DDPMScheduler(**SD_SCHEDULER, prediction_type=TINY_FAMILIES[family]), name=f'tiny:{family}')
+    name = f'tiny:{family}' + ('' if size == 'tiny' else f'-{size}')
+    return SDBackbone(UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg), CLIPTextModel(text_cfg), tokenizer,
+                      DDPMScheduler(**SD_SCHEDULER, prediction_type=TINY_FAMILIES[family]), name=name)
 
-# %% ../nbs/01_backbones.ipynb #b17a062e
+# %% ../nbs/01_backbones.ipynb #63172d10
 PIPELINE_FAMILIES = {'StableDiffusionPipeline': SDBackbone}
 SNAPSHOT_PATTERNS = ['model_index.json', '*/config.json', 'scheduler/*.json', 'tokenizer/*',
                      'unet/*.safetensors', 'vae/*.safetensors', 'text_encoder/*.safetensors']
 
-# %% ../nbs/01_backbones.ipynb #070b4544
+# %% ../nbs/01_backbones.ipynb #8d3aacc7
 def _offline() -> bool: return os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes')
 
 def resolve_model_path(path_or_id: str) -> Path:
@@ -234,7 +246,7 @@ def resolve_model_path(path_or_id: str) -> Path:
         raise ModelError(f"Model {path_or_id!r} is not cached and could not be downloaded ({type(e).__name__}). "
                          f"Check the id and your network, run `hf download {path_or_id}` where the Hub is reachable, or pass a local diffusers folder.") from None
 
-# %% ../nbs/01_backbones.ipynb #63172d10
+# %% ../nbs/01_backbones.ipynb #5a259aa1
 def model_family(path: Path):
     "The adapter class for a diffusers folder, from its model_index.json."
     index = Path(path) / 'model_index.json'
@@ -246,7 +258,7 @@ def model_family(path: Path):
         raise ModelError(f"{index} describes a {cls_name}; supported: {', '.join(PIPELINE_FAMILIES)}.")
     return PIPELINE_FAMILIES[cls_name]
 
-# %% ../nbs/01_backbones.ipynb #8d3aacc7
+# %% ../nbs/01_backbones.ipynb #12c63595
 @patch(cls_method=True)
 def from_pretrained(cls: SDBackbone, path, dtype=torch.float32, device='cpu', name=None) -> SDBackbone:
     "Load the components of a local Stable Diffusion folder (safetensors only)."
@@ -264,12 +276,14 @@ def from_pretrained(cls: SDBackbone, path, dtype=torch.float32, device='cpu', na
 
 
 def load_backbone(path_or_id: str, dtype=torch.float32, device='cpu') -> Backbone:
-    "A backbone from `tiny:<family>`, a local diffusers folder, or a Hub id."
-    if str(path_or_id).startswith('tiny:'): return tiny(str(path_or_id)[5:]).to(device, dtype)
+    "A backbone from `tiny:<family>[-small]`, a local diffusers folder, or a Hub id."
+    if str(path_or_id).startswith('tiny:'):
+        family, _, size = str(path_or_id)[5:].partition('-')
+        return tiny(family, size=size or 'tiny').to(device, dtype)
     path = resolve_model_path(str(path_or_id))
     return model_family(path).from_pretrained(path, dtype=dtype, device=device, name=str(path_or_id))
 
-# %% ../nbs/01_backbones.ipynb #63e63c3b
+# %% ../nbs/01_backbones.ipynb #618fe475
 @patch
 def config_hash(self: SDBackbone) -> str:
     "A short hash of the component configs and the tokenizer vocabulary size."

@@ -81,7 +81,7 @@ def test_rerun_continues_the_run_folder(demo_run):
 
 def test_train_into_a_finished_run_needs_resume_or_overwrite(demo_run):
     out, _ = demo_run
-    res = run_cli('train', '--config', out / 'config.yaml')
+    res = run_cli('train', '--config', out / 'config.yaml', '--resume_from_checkpoint', 'none')
     assert res.returncode == 2 and 'resume_from_checkpoint latest' in res.stderr and 'Traceback' not in res.stderr
 
 def test_refuses_a_folder_that_is_not_a_run(tmp_path):

@@ -1,0 +1,87 @@
+"""Training speed and peak memory per DreamBooth step: ours vs a train_dreambooth.py-style step.
+
+    python bench/train_speed.py                      # tiny (64 px) and small (~36 M UNet, 256 px), full and LoRA, CPU
+    python bench/train_speed.py --sizes small --steps 10
+    python bench/train_speed.py --gpu                # adds SD 1.5's real UNet/VAE/CLIP configs at 512 px, fp16 (random weights)
+
+Every configuration trains with prior preservation (1 instance + 1 class image per step) and the text encoder
+(in LoRA mode: LoRA on UNet and text encoder), and runs in its own process so the peak memory is its own:
+peak RSS on the CPU, torch.cuda.max_memory_allocated on a GPU.
+
+`ours` is dreambooth_nb's trainer as users run it: latents cached once (VAE off the step), AdamW, set_to_none.
+`reference` is the same trainer with the caches off, which is the work diffusers' train_dreambooth.py does per step with
+these flags: VAE-encode the instance and class images, text-encode both prompts, UNet forward/backward, AdamW.
+"""
+import argparse, json, os, resource, subprocess, sys, time
+from pathlib import Path
+
+SD15 = dict(unet=dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, sample_size=64, cross_attention_dim=768,
+                      attention_head_dim=8, norm_num_groups=32),
+            vae=dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, norm_num_groups=32,
+                     down_block_types=('DownEncoderBlock2D',) * 4, up_block_types=('UpDecoderBlock2D',) * 4, sample_size=512),
+            text=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+                      max_position_embeddings=77, projection_dim=768, hidden_act='quick_gelu'))
+
+def sd15_architecture():
+    "Stable Diffusion 1.5's UNet, VAE and CLIP-L text encoder built from their configs (random weights, no download)."
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    from dreambooth_nb.backbones import SDBackbone, SD_SCHEDULER, tiny_clip_tokenizer
+    tok = tiny_clip_tokenizer()
+    eos = tok.convert_tokens_to_ids('<|endoftext|>')
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, bos_token_id=tok.convert_tokens_to_ids('<|startoftext|>'), eos_token_id=eos,
+                                        pad_token_id=eos, **SD15['text']))
+    return SDBackbone(UNet2DConditionModel(**SD15['unet']), AutoencoderKL(**SD15['vae']), text, tok,
+                      DDPMScheduler(**SD_SCHEDULER), name='sd15-architecture')
+
+def one(size: str, mode: str, impl: str, steps: int, gpu: bool) -> dict:
+    "Time `steps` training steps (after 2 warm-up steps) of one configuration in this process."
+    import torch
+    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.config import preset
+    from dreambooth_nb.data import find_images, load_pixels, sample_subject_dir, SubjectData
+    from dreambooth_nb.training import Trainer
+    res = {'tiny': 64, 'small': 256, 'sd15': 512}[size]
+    bb = sd15_architecture() if size == 'sd15' else tiny(size=size)
+    cfg = preset('demo', resolution=res, mode=mode, rank=4, max_train_steps=steps + 2, learning_rate=1e-5,
+                 mixed_precision='fp16' if gpu else 'no', gradient_checkpointing=size == 'sd15', use_8bit_adam=False,
+                 cache_latents=impl == 'ours', pre_compute_text_embeddings=impl == 'ours')
+    px = load_pixels(find_images(sample_subject_dir()), res)
+    data = SubjectData(px, 'a photo of olis dog', px.flip(-1), 'a photo of dog')   # any images time the same
+    t = Trainer(cfg, bb, data)
+    t.setup()
+    if gpu: torch.cuda.synchronize()
+    for _ in range(2): t.one_step()
+    if gpu: torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(steps): t.one_step()
+    if gpu: torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() / 2**20 if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(size=size, resolution=res, mode=mode, impl=impl, steps_per_s=steps / seconds, peak_mb=peak,
+                trainable_m=sum(p.numel() for p in t.params) / 1e6, device='cuda' if gpu else 'cpu',
+                torch_threads=torch.get_num_threads())
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--sizes', default='tiny,small'); p.add_argument('--modes', default='full,lora')
+    p.add_argument('--steps', type=int, default=20); p.add_argument('--gpu', action='store_true')
+    p.add_argument('--one', nargs=3, metavar=('SIZE', 'MODE', 'IMPL'), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.one:
+        print(json.dumps(one(*a.one, steps=a.steps, gpu=a.gpu))); return
+    sizes = a.sizes.split(',') + (['sd15'] if a.gpu and 'sd15' not in a.sizes else [])
+    print(f"{'size':6} {'px':>4} {'mode':5} {'impl':10} {'steps/s':>8} {'peak MB':>8} {'trainable M':>11}")
+    for size in sizes:
+        for mode in a.modes.split(','):
+            rows = []
+            for impl in ('reference', 'ours'):
+                cmd = [sys.executable, __file__, '--one', size, mode, impl, '--steps', str(a.steps)] + (['--gpu'] if a.gpu else [])
+                out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, 'TRANSFORMERS_VERBOSITY': 'error'})
+                if out.returncode: print(out.stderr[-2000:]); sys.exit(out.returncode)
+                r = json.loads(out.stdout.strip().splitlines()[-1]); rows.append(r)
+                print(f"{r['size']:6} {r['resolution']:>4} {r['mode']:5} {r['impl']:10} {r['steps_per_s']:8.2f} {r['peak_mb']:8.0f} {r['trainable_m']:11.2f}", flush=True)
+            print(f"{'':6} {'':>4} {'':5} {'speed-up':10} {rows[1]['steps_per_s'] / rows[0]['steps_per_s']:8.2f}x")
+
+if __name__ == '__main__': main()
