@@ -37,7 +37,7 @@ class Backbone:
     def encode_images(self, pixels): raise NotImplementedError
     def noise_and_target(self, latents, generator=None, offset_noise=0.0): raise NotImplementedError
     def predict(self, noisy, timesteps, cond): raise NotImplementedError
-    def trainable_modules(self, mode='full', train_text_encoder=False): raise NotImplementedError
+    def trainable_modules(self, mode='full', train_text_encoder=False, **lora): raise NotImplementedError
     def pipeline(self, scheduler='dpm++'): raise NotImplementedError
     def save_pretrained(self, path): raise NotImplementedError
 
@@ -170,13 +170,13 @@ def _add_lora(module, rank: int, alpha, targets):
     inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights='gaussian', target_modules=targets), module)
 
 @patch
-def trainable_modules(self: SDBackbone, mode='full', train_text_encoder=False, rank=4, lora_alpha=None) -> dict:
-    "Set requires_grad for `mode` ('full' or 'lora') and return the modules that train."
+def trainable_modules(self: SDBackbone, mode='full', train_text_encoder=False, rank=4, lora_alpha=None, targets=None) -> dict:
+    "Set requires_grad for `mode` ('full' or 'lora') and return the modules that train; `targets` overrides LoRA layer names."
     mods = {'unet': self.unet} | ({'text_encoder': self.text_encoder} if train_text_encoder else {})
     for name, m in self.modules().items(): m.requires_grad_(mode == 'full' and name in mods)
     if mode == 'lora':
-        _add_lora(self.unet, rank, lora_alpha, UNET_LORA_TARGETS)
-        if train_text_encoder: _add_lora(self.text_encoder, rank, lora_alpha, TEXT_LORA_TARGETS)
+        _add_lora(self.unet, rank, lora_alpha, targets or UNET_LORA_TARGETS)
+        if train_text_encoder: _add_lora(self.text_encoder, rank, lora_alpha, targets or TEXT_LORA_TARGETS)
     for m in mods.values(): m.train()
     return mods
 

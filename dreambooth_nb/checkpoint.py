@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
 from .config import CheckpointError, TrainConfig, atomic_write_text
-from .training import Callback
+from .training import Callback, lora_targets
 
 # %% auto #0
 __all__ = ['trained_weights', 'training_state', 'sha256_file', 'checkpoint_name', 'save_checkpoint', 'checkpoint_problem',
@@ -53,7 +53,7 @@ def _write_checkpoint_files(trainer, folder: Path) -> dict:
 
 def _manifest(trainer, files: dict) -> dict:
     bb, cfg = trainer.backbone, trainer.cfg
-    return dict(step=trainer.step, mode=cfg.mode, rank=cfg.rank, lora_alpha=cfg.lora_alpha,
+    return dict(step=trainer.step, mode=cfg.mode, rank=cfg.rank, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules,
                 train_text_encoder=cfg.train_text_encoder, family=bb.family, base_model=bb.name,
                 base_model_hash=bb.config_hash(), created=datetime.now(timezone.utc).isoformat(timespec='seconds'), files=files)
 
@@ -195,7 +195,8 @@ def load_trained(run_or_checkpoint, checkpoint: str = 'latest', device='cpu', dt
     bb = load_backbone(cfg.pretrained_model_name_or_path, dtype=torch.float32)
     if bb.config_hash() != manifest['base_model_hash']:
         raise CheckpointError(f"Checkpoint {folder} was trained on {manifest['base_model']} but {cfg.pretrained_model_name_or_path} is a different model.")
-    mods = bb.trainable_modules(manifest['mode'], manifest['train_text_encoder'], rank=manifest['rank'], lora_alpha=manifest['lora_alpha'])
+    mods = bb.trainable_modules(manifest['mode'], manifest['train_text_encoder'], rank=manifest['rank'],
+                                lora_alpha=manifest['lora_alpha'], targets=lora_targets(cfg))
     load_weights_into(mods, folder, manifest['mode'] == 'full')
     for m in bb.modules().values(): m.requires_grad_(False).eval()
     return bb.to(device, dtype), manifest

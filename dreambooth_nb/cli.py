@@ -7,10 +7,11 @@ from __future__ import annotations
 import argparse, os, sys, time, warnings
 from dataclasses import fields
 from pathlib import Path
-from .config import DreamBoothError, ConfigError, TrainConfig, PRESETS, closest_field, field_docs, preset
+from .config import DreamBoothError, ConfigError, TrainConfig, PRESETS, closest_field, field_docs, infer_identifier, preset
 
 # %% auto #0
-__all__ = ['add_config_flags', 'build_parser', 'parse', 'config_from_args', 'cmd_demo', 'cmd_tiny', 'cmd_train', 'main']
+__all__ = ['FLAG_CONSTS', 'COMPAT_FLAGS', 'add_config_flags', 'add_compat_flags', 'pop_compat_notices', 'build_parser', 'parse',
+           'config_from_args', 'cmd_demo', 'cmd_tiny', 'cmd_train', 'main']
 
 # %% ../nbs/09_cli.ipynb #ecef0843
 def _field_type(annotation: str):
@@ -25,16 +26,55 @@ def _optional(tp):
     parse.__name__ = tp.__name__
     return parse
 
+FLAG_CONSTS = {'offset_noise': 0.1}   # train_dreambooth.py's --offset_noise is a switch; alone it means 0.1
+
 def add_config_flags(parser: argparse.ArgumentParser):
     "Add one flag per TrainConfig field; unset flags stay absent (argparse.SUPPRESS) so YAML values survive."
     for f in fields(TrainConfig):
         tp, doc = _field_type(str(f.type)), f.metadata['doc']
         if tp is bool: parser.add_argument(f'--{f.name}', action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=doc)
+        elif f.name in FLAG_CONSTS:
+            parser.add_argument(f'--{f.name}', type=tp, nargs='?', const=FLAG_CONSTS[f.name], default=argparse.SUPPRESS, help=doc)
         else:
             parse = _optional(tp) if 'None' in str(f.type) else tp
             parser.add_argument(f'--{f.name}', type=parse, default=argparse.SUPPRESS, metavar=tp.__name__.upper(), help=doc)
 
 # %% ../nbs/09_cli.ipynb #f23c407d
+COMPAT_FLAGS = {  # flag: (nargs, what happens instead)
+    'revision': (None, "ignored: download that revision (`hf download ID --revision R --local-dir DIR`) and pass the folder"),
+    'variant': (None, 'ignored: weights are loaded as stored and trained in the mixed_precision you choose'),
+    'tokenizer_name': (None, "ignored: the model folder's own tokenizer is used"),
+    'dataloader_num_workers': (None, 'not needed: images are decoded once, before training'),
+    'push_to_hub': (0, 'not done: upload the run folder (or an export of it) yourself'),
+    'hub_token': (None, 'ignored, and never logged'),
+    'hub_model_id': (None, 'ignored: nothing is pushed'),
+    'logging_dir': (None, 'trackers write into the run folder'),
+    'prior_generation_precision': (None, 'class images are generated with fp16 autocast on a GPU, in fp32 on a CPU'),
+    'local_rank': (None, 'accelerate sets the process rank'),
+    'enable_xformers_memory_efficient_attention': (0, "not needed: PyTorch's scaled-dot-product attention is used, as fast and lean"),
+    'set_grads_to_none': (0, 'always on'),
+    'tokenizer_max_length': (None, "ignored: the tokenizer's own length (77 for CLIP) is used"),
+    'text_encoder_use_attention_mask': (0, 'ignored: Stable Diffusion text encoders run without an attention mask, as trained'),
+    'skip_save_text_encoder': (0, 'checkpoints hold only the weights that trained'),
+    'validation_images': ('+', 'ignored: only image-conditioned pipelines use them'),
+    'class_labels_conditioning': (None, 'ignored: only DeepFloyd IF uses it'),
+    'validation_scheduler': (None, 'sample grids use DPM-Solver++'),
+}
+
+def add_compat_flags(parser: argparse.ArgumentParser):
+    "Accept train_dreambooth.py's flags that have no config field."
+    for name, (nargs, note) in COMPAT_FLAGS.items():
+        if nargs == 0: parser.add_argument(f'--{name}', action='store_true', default=argparse.SUPPRESS, help=note)
+        else: parser.add_argument(f'--{name}', nargs=nargs, default=argparse.SUPPRESS, help=note)
+
+def pop_compat_notices(args) -> list[str]:
+    "Remove the compatibility flags from `args`; one notice per flag given."
+    notes = []
+    for name, (_, note) in COMPAT_FLAGS.items():
+        if hasattr(args, name): delattr(args, name); notes.append(f"--{name}: {note}")
+    return notes
+
+# %% ../nbs/09_cli.ipynb #18b0fa31
 def build_parser() -> argparse.ArgumentParser:
     "The `dreambooth-nb` parser with its subcommands."
     p = argparse.ArgumentParser(prog='dreambooth-nb', allow_abbrev=False, description='Notebook-first DreamBooth: personalize a text-to-image model from a few photos.')
@@ -50,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument('--config', help='YAML config (e.g. a run folder\'s config.yaml)')
     tr.add_argument('--preset', choices=sorted(PRESETS), help='Start from a named preset')
     tr.add_argument('--overwrite', action='store_true', help='Write into a non-empty folder that is not a run')
-    add_config_flags(tr)
+    add_config_flags(tr); add_compat_flags(tr)
     return p
 
-# %% ../nbs/09_cli.ipynb #18b0fa31
+# %% ../nbs/09_cli.ipynb #0904cc27
 def parse(argv) -> argparse.Namespace:
     "Parse `argv`; unknown flags raise `ConfigError` naming the closest valid flag."
     args, extra = build_parser().parse_known_args(argv)
@@ -64,14 +104,19 @@ def parse(argv) -> argparse.Namespace:
     return args
 
 def config_from_args(args) -> TrainConfig:
-    "preset -> YAML -> flags, later ones winning."
+    "preset -> YAML -> flags, later ones winning; a literal instance prompt names its identifier."
     skip = {'command', 'config', 'preset', 'overwrite'}
     flags = {k: v for k, v in vars(args).items() if k not in skip}
+    if 'num_train_epochs' in flags and 'max_train_steps' not in flags: flags['max_train_steps'] = None   # as in diffusers
     base = preset(args.preset).__dict__ if args.preset else {}
     if args.config: base = {**base, **TrainConfig.from_yaml(args.config).__dict__}
-    return TrainConfig.from_dict({**base, **flags})
+    cfg = TrainConfig.from_dict({**base, **flags})
+    if 'identifier' not in flags and 'instance_prompt' in flags:
+        found = infer_identifier(cfg.fill(cfg.instance_prompt), cfg.fill(cfg.class_prompt) if cfg.class_prompt else None)
+        if found: cfg = cfg.replace(identifier=found)
+    return cfg
 
-# %% ../nbs/09_cli.ipynb #94782317
+# %% ../nbs/09_cli.ipynb #c56f1cd3
 def _summary(run: Path, seconds: float) -> str:
     from dreambooth_nb.training import read_metrics
     from dreambooth_nb.checkpoint import list_checkpoints
@@ -102,12 +147,13 @@ def cmd_tiny(args) -> int:
 
 def cmd_train(args) -> int:
     from dreambooth_nb.run import train
+    for note in pop_compat_notices(args): print(f"notice: {note}", file=sys.stderr)
     cfg, t0 = config_from_args(args), time.time()
     train(cfg, overwrite=args.overwrite)
     print(_summary(Path(cfg.output_dir), time.time() - t0))
     return 0
 
-# %% ../nbs/09_cli.ipynb #cef0de54
+# %% ../nbs/09_cli.ipynb #abf9cdaf
 def _format_warning(message, category, filename, lineno, line=None): return f"warning: {message}\n"
 
 def main(argv=None) -> int:

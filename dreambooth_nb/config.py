@@ -11,9 +11,9 @@ import yaml
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['LR_SCHEDULERS', 'CHOICES', 'POSITIVE', 'PRESETS', 'DreamBoothError', 'ConfigError', 'DataError', 'ModelError',
-           'CheckpointError', 'atomic_write_bytes', 'atomic_write_text', 'opt', 'TrainConfig', 'fill_prompt',
-           'field_docs', 'closest_field', 'validate', 'preset']
+__all__ = ['LR_SCHEDULERS', 'CHOICES', 'POSITIVE', 'OPTIONAL_POSITIVE', 'PRESETS', 'DreamBoothError', 'ConfigError', 'DataError',
+           'ModelError', 'CheckpointError', 'atomic_write_bytes', 'atomic_write_text', 'opt', 'TrainConfig',
+           'fill_prompt', 'field_docs', 'closest_field', 'validate', 'infer_identifier', 'train_steps', 'preset']
 
 # %% ../nbs/00_config.ipynb #830162a0
 class DreamBoothError(Exception):
@@ -56,6 +56,7 @@ class TrainConfig:
     mode: str = opt('full', "What to train: full (UNet, + text encoder if train_text_encoder) or lora (peft adapters)")
     rank: int = opt(4, "LoRA rank (mode=lora)")
     lora_alpha: int | None = opt(None, "LoRA alpha; None means alpha = rank (scale 1)")
+    lora_target_modules: str | None = opt(None, "Comma-separated layer names for LoRA; None: to_q,to_k,to_v,to_out.0 (UNet) and q/k/v/out_proj (text encoder)")
     # subject and prompts
     instance_data_dir: str | None = opt(None, "Folder with the 3-5 subject photos")
     identifier: str = opt('olis', "Rare token bound to the subject; fills {identifier} in prompts")
@@ -77,14 +78,16 @@ class TrainConfig:
     # optimisation
     train_text_encoder: bool = opt(False, "Also train the text encoder")
     train_batch_size: int = opt(1, "Instance images per step (as many class images are added with prior preservation)")
-    max_train_steps: int = opt(400, "Optimizer steps to train")
-    num_train_epochs: int | None = opt(None, "If set and max_train_steps is not, train this many epochs")
+    max_train_steps: int | None = opt(400, "Optimizer steps to train; None: num_train_epochs x steps per epoch")
+    num_train_epochs: int | None = opt(None, "Epochs to train when max_train_steps is None (an epoch sees each image once)")
     gradient_accumulation_steps: int = opt(1, "Micro-batches accumulated per optimizer step")
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory")
     learning_rate: float = opt(5e-6, "Peak learning rate")
     scale_lr: bool = opt(False, "Multiply the learning rate by batch size x accumulation x processes")
     lr_scheduler: str = opt('constant', "constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial")
     lr_warmup_steps: int = opt(0, "Warmup steps for the LR scheduler")
+    lr_num_cycles: int = opt(1, "Hard restarts of cosine_with_restarts")
+    lr_power: float = opt(1.0, "Power of the polynomial schedule")
     use_8bit_adam: bool = opt(False, "8-bit AdamW from bitsandbytes (extra: lora8bit)")
     adam_beta1: float = opt(0.9, "AdamW beta1")
     adam_beta2: float = opt(0.999, "AdamW beta2")
@@ -92,6 +95,7 @@ class TrainConfig:
     adam_epsilon: float = opt(1e-8, "AdamW epsilon")
     max_grad_norm: float = opt(1.0, "Gradient clipping norm")
     mixed_precision: str = opt('no', "no, fp16 or bf16 (CPU always runs fp32)")
+    allow_tf32: bool = opt(False, "Allow TF32 matrix maths on Ampere+ GPUs (faster, slightly less exact)")
     offset_noise: float = opt(0.0, "Offset-noise strength (0 = off; 0.1 is common)")
     snr_gamma: float | None = opt(None, "Min-SNR-gamma loss weighting (5.0 is common); None = plain MSE")
     pre_compute_text_embeddings: bool = opt(True, "Encode prompts once when the text encoder is frozen")
@@ -107,7 +111,7 @@ class TrainConfig:
     num_validation_images: int = opt(4, "Images (seeds) per sample grid")
     num_inference_steps: int = opt(25, "Denoising steps for sample grids")
     guidance_scale: float = opt(7.5, "Classifier-free guidance for sample grids")
-    report_to: str = opt('jsonl', "jsonl (always written), tensorboard or wandb")
+    report_to: str = opt('jsonl', "Extra tracker besides metrics.jsonl (always written): jsonl (none), tensorboard, wandb, comet_ml or all")
 
     def replace(self, **kwargs) -> 'TrainConfig':
         "A copy with some fields changed (unknown names raise `ConfigError`)."
@@ -168,9 +172,11 @@ def from_yaml(cls: TrainConfig, path) -> TrainConfig:
 # %% ../nbs/00_config.ipynb #6edb9056
 LR_SCHEDULERS = ('constant', 'constant_with_warmup', 'linear', 'cosine', 'cosine_with_restarts', 'polynomial')
 CHOICES = dict(mode=('full', 'lora'), mixed_precision=('no', 'fp16', 'bf16'), lr_scheduler=LR_SCHEDULERS,
-               report_to=('jsonl', 'tensorboard', 'wandb', 'all'))
-POSITIVE = ('learning_rate', 'max_train_steps', 'train_batch_size', 'gradient_accumulation_steps', 'sample_batch_size',
-            'num_class_images', 'rank', 'checkpointing_steps', 'validation_steps', 'num_inference_steps', 'num_validation_images')
+               report_to=('jsonl', 'tensorboard', 'wandb', 'comet_ml', 'all'))
+POSITIVE = ('learning_rate', 'max_train_steps', 'num_train_epochs', 'train_batch_size', 'gradient_accumulation_steps',
+            'sample_batch_size', 'num_class_images', 'rank', 'checkpointing_steps', 'validation_steps', 'num_inference_steps',
+            'num_validation_images', 'lr_num_cycles')
+OPTIONAL_POSITIVE = ('max_train_steps', 'num_train_epochs')
 
 def _check_choices(cfg):
     for name, allowed in CHOICES.items():
@@ -180,6 +186,7 @@ def _check_choices(cfg):
 def _check_positive(cfg):
     for name in POSITIVE:
         v = getattr(cfg, name)
+        if v is None and name in OPTIONAL_POSITIVE: continue
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
             raise ConfigError(f"Field {name}={v!r} must be a positive number.")
 
@@ -187,6 +194,8 @@ def _check_positive(cfg):
 def validate(cfg: TrainConfig) -> list[str]:
     "Raise `ConfigError` for an invalid config; return a list of warnings."
     _check_choices(cfg); _check_positive(cfg)
+    if cfg.max_train_steps is None and cfg.num_train_epochs is None:
+        raise ConfigError("Both max_train_steps and num_train_epochs are empty: set one of them (e.g. max_train_steps=400).")
     if cfg.resolution < 64 or cfg.resolution % 8:
         raise ConfigError(f"Field resolution={cfg.resolution} must be a multiple of 8 and at least 64 (e.g. 512).")
     if cfg.with_prior_preservation and not cfg.class_prompt:
@@ -194,12 +203,27 @@ def validate(cfg: TrainConfig) -> list[str]:
     if cfg.prior_loss_weight < 0: raise ConfigError(f"Field prior_loss_weight={cfg.prior_loss_weight} must be >= 0.")
     warns = []
     if '{identifier}' not in cfg.instance_prompt and cfg.identifier not in cfg.instance_prompt.split():
-        warns.append(f"instance_prompt {cfg.instance_prompt!r} does not contain the identifier ({{identifier}} = {cfg.identifier!r}): the subject will not be bound to a token.")
+        warns.append(f"instance_prompt {cfg.instance_prompt!r} does not contain the identifier ({{identifier}} = {cfg.identifier!r}): "
+                     f"the subject will not be bound to a token. Write the prompt as 'a photo of {{identifier}} {{class_name}}'.")
     fill_prompt(cfg.instance_prompt, cfg.identifier, cfg.class_name)
     if cfg.class_prompt: fill_prompt(cfg.class_prompt, cfg.identifier, cfg.class_name)
     return warns
 
 # %% ../nbs/00_config.ipynb #63432991
+def infer_identifier(instance_prompt: str, class_prompt: str | None) -> str | None:
+    "The single word the instance prompt adds to the class prompt, if there is exactly one."
+    if not class_prompt or '{' in instance_prompt: return None
+    extra = [w for w in instance_prompt.split() if w not in set(class_prompt.split())]
+    return extra[0] if len(extra) == 1 else None
+
+# %% ../nbs/00_config.ipynb #38f5df9f
+def train_steps(cfg: TrainConfig, n_instance: int, n_class: int = 0, num_processes: int = 1) -> int:
+    "Optimizer steps this config trains for, given the number of images."
+    if cfg.max_train_steps is not None: return cfg.max_train_steps
+    per_epoch = -(-max(n_instance, n_class) // (cfg.train_batch_size * cfg.gradient_accumulation_steps * num_processes))
+    return cfg.num_train_epochs * max(per_epoch, 1)
+
+# %% ../nbs/00_config.ipynb #036fe67e
 PRESETS = {
     'demo': dict(pretrained_model_name_or_path='tiny:sd15', resolution=64, max_train_steps=300, learning_rate=1e-4,
                  train_text_encoder=True, with_prior_preservation=True, num_class_images=16, sample_batch_size=8,

@@ -95,7 +95,8 @@ def _save_png(img, path):
 
 def _generate_batch(pipe, indices, prompt, negative_prompt, resolution, steps, guidance, seed):
     gens = [torch.Generator('cpu').manual_seed(seed + i) for i in indices]
-    with torch.no_grad():
+    on_gpu = pipe.unet.device.type == 'cuda'
+    with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16, enabled=on_gpu):
         return pipe(prompt=[prompt] * len(indices), negative_prompt=[negative_prompt] * len(indices) if negative_prompt else None,
                     height=resolution, width=resolution, num_inference_steps=steps, guidance_scale=guidance,
                     generator=gens, output_type='pil').images

@@ -11,7 +11,7 @@ from .config import ConfigError, TrainConfig, preset, validate, atomic_write_tex
 from .backbones import load_backbone, tiny
 from .data import check_identifier, sample_subject_dir, subject_data
 from .priors import generate_priors
-from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, read_metrics
+from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, read_metrics, tracker_config
 from .checkpoint import CheckpointCallback, resolve_checkpoint, resume
 from .sampling import SampleCallback
 
@@ -86,7 +86,7 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     accelerator = make_accelerator(cfg)
     run_dir = prepare_run_dir(cfg.output_dir, overwrite) if accelerator.is_main_process else Path(cfg.output_dir)
     if accelerator.is_main_process: cfg.to_yaml(run_dir / 'config.yaml')
-    backbone = load_backbone(cfg.pretrained_model_name_or_path)
+    backbone = load_backbone(cfg.pretrained_model_name_or_path, device=accelerator.device)
     _warn_all(check_identifier(backbone.tokenizer, cfg.identifier))
     data = subject_data(cfg, _priors(cfg, backbone, run_dir, accelerator))
     trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
@@ -94,7 +94,9 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     else:
         step = resume(trainer, resolve_checkpoint(run_dir, cfg.resume_from_checkpoint))
         if accelerator.is_main_process: truncate_metrics(run_dir / 'metrics.jsonl', step)
+    if cfg.report_to != 'jsonl': accelerator.init_trackers('dreambooth_nb', config=tracker_config(cfg))
     trainer.fit()
+    accelerator.end_training()
     if accelerator.is_main_process and (run_dir / 'metrics.jsonl').exists():
         plot_loss(run_dir / 'metrics.jsonl').savefig(run_dir / 'loss.png', dpi=100)
     return trainer

@@ -37,7 +37,7 @@ def generate(backbone, prompts, seeds=(0,), num_inference_steps: int = 25, guida
     try:
         for i in range(0, len(jobs), batch_size):
             chunk = jobs[i:i + batch_size]
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16, enabled=backbone.device.type == 'cuda'):
                 out = pipe(prompt=[p for p, _ in chunk], negative_prompt=[negative_prompt] * len(chunk) if negative_prompt else None,
                            width=width, height=height, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            generator=[torch.Generator('cpu').manual_seed(s) for _, s in chunk], output_type='pil')

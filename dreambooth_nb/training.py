@@ -14,13 +14,14 @@ from fastcore.basics import patch
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, train_steps
 from .data import SubjectData, batch_indices, flip_mask
 
 # %% auto #0
-__all__ = ['CancelStepException', 'CancelFitException', 'Callback', 'run_callbacks', 'with_events', 'encode_all', 'LatentCache',
-           'snr_weights', 'dreambooth_loss', 'make_optimizer', 'make_lr_scheduler', 'make_accelerator', 'Trainer',
-           'MetricsCallback', 'ProgressCallback', 'read_metrics', 'smooth', 'plot_loss']
+__all__ = ['HALF', 'TRACKER_PACKAGES', 'CancelStepException', 'CancelFitException', 'Callback', 'run_callbacks', 'with_events',
+           'encode_all', 'LatentCache', 'snr_weights', 'dreambooth_loss', 'make_optimizer', 'make_lr_scheduler',
+           'make_accelerator', 'lora_targets', 'cast_frozen_weights', 'check_tracker_installed', 'tracker_config',
+           'Trainer', 'MetricsCallback', 'ProgressCallback', 'read_metrics', 'smooth', 'plot_loss']
 
 # %% ../nbs/04_training.ipynb #9973de15
 class CancelStepException(Exception): "Raise in a callback to skip the rest of this step."
@@ -61,7 +62,7 @@ class LatentCache:
     def __init__(self, backbone, data: SubjectData, random_flip: bool):
         kinds = {'instance': data.instance_pixels} | ({'class': data.class_pixels} if data.with_prior else {})
         flips = (False, True) if random_flip else (False,)
-        self.latents = {k: {f: encode_all(backbone, px.flip(-1) if f else px) for f in flips} for k, px in kinds.items()}
+        self.latents = {k: {f: encode_all(backbone, px.flip(-1) if f else px).float() for f in flips} for k, px in kinds.items()}
 
     def get(self, kind: str, indices, flips) -> torch.Tensor:
         return torch.stack([self.latents[kind][f][i] for i, f in zip(indices, flips)])
@@ -95,10 +96,10 @@ def make_optimizer(cfg: TrainConfig, params, num_processes: int = 1):
     else: cls = torch.optim.AdamW
     return cls(params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.adam_weight_decay, eps=cfg.adam_epsilon)
 
-def make_lr_scheduler(cfg: TrainConfig, optimizer, num_processes: int = 1):
-    "diffusers' LR schedule; accelerate steps it once per process, hence the scaling."
+def make_lr_scheduler(cfg: TrainConfig, optimizer, total_steps: int, num_processes: int = 1):
+    "diffusers' LR schedule over `total_steps`; accelerate steps it once per process, hence the scaling."
     return get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps * num_processes,
-                         num_training_steps=cfg.max_train_steps * num_processes)
+                         num_training_steps=total_steps * num_processes, num_cycles=cfg.lr_num_cycles, power=cfg.lr_power)
 
 # %% ../nbs/04_training.ipynb #08e326ac
 def make_accelerator(cfg: TrainConfig, cpu: bool | None = None) -> Accelerator:
@@ -108,16 +109,53 @@ def make_accelerator(cfg: TrainConfig, cpu: bool | None = None) -> Accelerator:
     if precision != 'no' and not has_gpu:
         print(f"Notice: mixed_precision={precision} needs a GPU; training in fp32 on the CPU.")
         precision = 'no'
+    if has_gpu and cfg.allow_tf32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     log_with = None if cfg.report_to == 'jsonl' else cfg.report_to
+    check_tracker_installed(cfg.report_to)
     return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                        cpu=not has_gpu, log_with=log_with, project_dir=cfg.output_dir)
 
 # %% ../nbs/04_training.ipynb #2ecd398f
+HALF = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+def lora_targets(cfg: TrainConfig) -> list[str] | None:
+    "LoRA target layer names from the config (None: the backbone's defaults)."
+    return [t.strip() for t in cfg.lora_target_modules.split(',') if t.strip()] if cfg.lora_target_modules else None
+
+def cast_frozen_weights(backbone, trainable: dict, mixed_precision: str, mode: str):
+    "Cast frozen weights to the mixed-precision dtype; trainable parameters stay fp32."
+    dtype = HALF.get(mixed_precision)
+    if dtype is None: return
+    for name, module in backbone.modules().items():
+        if name not in trainable or mode == 'lora': module.to(dtype)
+    for module in trainable.values():
+        for p in module.parameters():
+            if p.requires_grad: p.data = p.data.float()
+
+# %% ../nbs/04_training.ipynb #2e155905
+TRACKER_PACKAGES = {'tensorboard': ('tensorboard', 'tensorboardX'), 'wandb': ('wandb',), 'comet_ml': ('comet_ml',)}
+
+def check_tracker_installed(report_to: str):
+    "Raise `ConfigError` when the tracker `report_to` names is not installed."
+    import importlib.util
+    for pkg in TRACKER_PACKAGES.get(report_to, ()):
+        if importlib.util.find_spec(pkg): return
+    if report_to in TRACKER_PACKAGES:
+        raise ConfigError(f"report_to={report_to} needs the {report_to} package: `pip install 'dreambooth_nb[tracking]'` "
+                          f"(or `pip install {TRACKER_PACKAGES[report_to][0]}`), or use report_to=jsonl.")
+
+def tracker_config(cfg: TrainConfig) -> dict:
+    "The config as tracker hyper-parameters (trackers accept numbers, strings and booleans only)."
+    return {k: ('' if v is None else v) for k, v in cfg.__dict__.items()}
+
+# %% ../nbs/04_training.ipynb #7c4ff5f0
 class Trainer:
     "DreamBooth on a Backbone: instance (+ class) batches, full or LoRA, callbacks for everything else."
     def __init__(self, cfg: TrainConfig, backbone, data: SubjectData, callbacks=(), accelerator: Accelerator | None = None):
         self.cfg, self.backbone, self.data, self.callbacks = cfg, backbone, data, list(callbacks)
         self.accelerator = accelerator or make_accelerator(cfg)
+        n_class = len(data.class_pixels) if data.with_prior else 0
+        self.max_steps = train_steps(cfg, len(data.instance_pixels), n_class, self.accelerator.num_processes)
         self.step, self.history = 0, []
 
     def callback(self, event: str): run_callbacks(self.callbacks, event, self)
@@ -125,7 +163,7 @@ class Trainer:
     @property
     def is_main(self) -> bool: return self.accelerator.is_main_process
 
-# %% ../nbs/04_training.ipynb #03659324
+# %% ../nbs/04_training.ipynb #d3f8172f
 @patch
 def _prepare_text(self: Trainer):
     "Precomputed embeddings (frozen text encoder) or token ids (trained text encoder) for both prompts."
@@ -141,13 +179,15 @@ def setup(self: Trainer):
     "Trainable modules, optimizer, schedule, caches; everything through `accelerator.prepare`."
     cfg, bb, acc = self.cfg, self.backbone, self.accelerator
     bb.to(acc.device)
-    mods = bb.trainable_modules(cfg.mode, cfg.train_text_encoder, rank=cfg.rank, lora_alpha=cfg.lora_alpha)
+    mods = bb.trainable_modules(cfg.mode, cfg.train_text_encoder, rank=cfg.rank, lora_alpha=cfg.lora_alpha,
+                                targets=lora_targets(cfg))
+    cast_frozen_weights(bb, mods, acc.mixed_precision, cfg.mode)
     if cfg.gradient_checkpointing:
         bb.unet.enable_gradient_checkpointing()
         if cfg.train_text_encoder: bb.text_encoder.gradient_checkpointing_enable()
     params = [p for m in mods.values() for p in m.parameters() if p.requires_grad]
     self.opt = make_optimizer(cfg, params, acc.num_processes)
-    self.lr_sched = make_lr_scheduler(cfg, self.opt, acc.num_processes)
+    self.lr_sched = make_lr_scheduler(cfg, self.opt, self.max_steps, acc.num_processes)
     names = list(mods)
     prepared = acc.prepare(*mods.values(), self.opt, self.lr_sched)
     self.models = dict(zip(names, prepared[:len(names)]))
@@ -156,7 +196,7 @@ def setup(self: Trainer):
     self.cache = LatentCache(bb, self.data, cfg.random_flip) if cfg.cache_latents else None
     self._prepare_text()
 
-# %% ../nbs/04_training.ipynb #2e155905
+# %% ../nbs/04_training.ipynb #f29c55f0
 @patch
 def _latents(self: Trainer, kind: str, idx, flips):
     if self.cache is not None: return self.cache.get(kind, idx, flips)
@@ -184,7 +224,7 @@ def micro_batch(self: Trainer, micro: int):
         conds.append(self._cond(kind, bs))
     return torch.cat(latents).to(acc.device), torch.cat(conds), bs
 
-# %% ../nbs/04_training.ipynb #17312163
+# %% ../nbs/04_training.ipynb #15960494
 @patch
 def compute_loss(self: Trainer, micro: int):
     cfg, bb, acc = self.cfg, self.backbone, self.accelerator
@@ -195,7 +235,7 @@ def compute_loss(self: Trainer, micro: int):
     weights = snr_weights(bb.noise_scheduler, timesteps, cfg.snr_gamma)
     return dreambooth_loss(pred, target, n_instance, cfg.prior_loss_weight, weights)
 
-# %% ../nbs/04_training.ipynb #d3f8172f
+# %% ../nbs/04_training.ipynb #80002798
 @patch
 @with_events('step', CancelStepException)
 def one_step(self: Trainer):
@@ -213,16 +253,16 @@ def one_step(self: Trainer):
 @patch
 @with_events('fit', CancelFitException)
 def fit_loop(self: Trainer):
-    while self.step < self.cfg.max_train_steps: self.one_step()
+    while self.step < self.max_steps: self.one_step()
 
 @patch
 def fit(self: Trainer):
-    "Set up (once) and train until `max_train_steps`; returns the trainer."
+    "Set up (once) and train until `max_steps`; returns the trainer."
     if not hasattr(self, 'opt'): self.setup()
     self.fit_loop()
     return self
 
-# %% ../nbs/04_training.ipynb #f29c55f0
+# %% ../nbs/04_training.ipynb #db542941
 def _scalar(acc, x) -> float:
     x = torch.as_tensor(x, device=acc.device, dtype=torch.float32)
     return float(acc.reduce(x, reduction='mean')) if acc.num_processes > 1 else float(x)
@@ -244,20 +284,20 @@ class MetricsCallback(Callback):
             with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n')
         if acc.trackers: acc.log(rec, step=rec['step'])
 
-# %% ../nbs/04_training.ipynb #b56adadd
+# %% ../nbs/04_training.ipynb #1c0346b6
 class ProgressCallback(Callback):
     "A tqdm.auto bar over the steps, with the current loss."
     order = 20
     def before_fit(self):
         t = self.trainer
-        self.bar = tqdm(total=t.cfg.max_train_steps, initial=t.step, desc='training', unit='step', disable=not t.is_main)
+        self.bar = tqdm(total=t.max_steps, initial=t.step, desc='training', unit='step', disable=not t.is_main)
     def after_step(self):
         self.bar.update(1)
         if self.trainer.history: self.bar.set_postfix(loss=f"{self.trainer.history[-1]['loss']:.4f}")
     def after_fit(self): self.bar.close()
     after_cancel_fit = after_fit
 
-# %% ../nbs/04_training.ipynb #98330e8e
+# %% ../nbs/04_training.ipynb #b17c2825
 def read_metrics(path) -> list[dict]:
     "The records of a metrics.jsonl file (a torn last line is ignored)."
     out = []
