@@ -135,8 +135,8 @@ def cmd_demo(args) -> int:
     t0 = time.time()
     overrides = {'max_train_steps': args.max_train_steps} if args.max_train_steps else {}
     print(f"DreamBooth demo: tiny Stable Diffusion backbone + 5 bundled dog photos (CC-BY-4.0) -> {args.out}")
-    demo(args.out, overwrite=args.overwrite, **overrides)
-    print(_summary(Path(args.out), time.time() - t0))
+    trainer = demo(args.out, overwrite=args.overwrite, **overrides)
+    if trainer.is_main: print(_summary(Path(args.out), time.time() - t0))
     return 0
 
 def cmd_tiny(args) -> int:
@@ -149,8 +149,8 @@ def cmd_train(args) -> int:
     from dreambooth_nb.run import train
     for note in pop_compat_notices(args): print(f"notice: {note}", file=sys.stderr)
     cfg, t0 = config_from_args(args), time.time()
-    train(cfg, overwrite=args.overwrite)
-    print(_summary(Path(cfg.output_dir), time.time() - t0))
+    trainer = train(cfg, overwrite=args.overwrite)
+    if trainer.is_main: print(_summary(Path(cfg.output_dir), time.time() - t0))   # once, under accelerate launch too
     return 0
 
 # %% ../nbs/09_cli.ipynb #abf9cdaf

@@ -297,7 +297,7 @@ class ProgressCallback(Callback):
     def after_fit(self): self.bar.close()
     after_cancel_fit = after_fit
 
-# %% ../nbs/04_training.ipynb #b17c2825
+# %% ../nbs/04_training.ipynb #08dca6e2
 def read_metrics(path) -> list[dict]:
     "The records of a metrics.jsonl file (a torn last line is ignored)."
     out = []
