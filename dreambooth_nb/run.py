@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from .config import ConfigError, TrainConfig, preset, validate, atomic_write_text
 from .backbones import load_backbone, tiny
-from .data import check_identifier, sample_subject_dir, subject_data
+from .data import check_identifier, find_images, sample_subject_dir, subject_data
 from .priors import generate_priors
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, read_metrics, tracker_config
 from .checkpoint import CheckpointCallback, resolve_checkpoint, resume
@@ -83,11 +83,12 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
 def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     "Run DreamBooth for `cfg` into `cfg.output_dir`; returns the finished trainer."
     _warn_all(validate(cfg))
+    find_images(cfg.instance_data_dir or sample_subject_dir())          # bad input fails before anything is written
     accelerator = make_accelerator(cfg)
-    run_dir = prepare_run_dir(cfg.output_dir, overwrite) if accelerator.is_main_process else Path(cfg.output_dir)
-    if accelerator.is_main_process: cfg.to_yaml(run_dir / 'config.yaml')
     backbone = load_backbone(cfg.pretrained_model_name_or_path, device=accelerator.device)
     _warn_all(check_identifier(backbone.tokenizer, cfg.identifier))
+    run_dir = prepare_run_dir(cfg.output_dir, overwrite) if accelerator.is_main_process else Path(cfg.output_dir)
+    if accelerator.is_main_process: cfg.to_yaml(run_dir / 'config.yaml')
     data = subject_data(cfg, _priors(cfg, backbone, run_dir, accelerator))
     trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
     if not cfg.resume_from_checkpoint: refuse_restart(run_dir)
