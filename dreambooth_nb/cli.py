@@ -10,8 +10,9 @@ from pathlib import Path
 from .config import DreamBoothError, ConfigError, TrainConfig, PRESETS, closest_field, field_docs, infer_identifier, preset
 
 # %% auto #0
-__all__ = ['FLAG_CONSTS', 'COMPAT_FLAGS', 'add_config_flags', 'add_compat_flags', 'pop_compat_notices', 'build_parser', 'parse',
-           'config_from_args', 'cmd_demo', 'cmd_tiny', 'cmd_train', 'main']
+__all__ = ['FLAG_CONSTS', 'COMPAT_FLAGS', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'add_config_flags', 'add_compat_flags',
+           'pop_compat_notices', 'build_parser', 'parse', 'config_from_args', 'cmd_demo', 'cmd_tiny', 'cmd_train',
+           'cmd_priors', 'main']
 
 # %% ../nbs/09_cli.ipynb #ecef0843
 def _field_type(annotation: str):
@@ -28,16 +29,15 @@ def _optional(tp):
 
 FLAG_CONSTS = {'offset_noise': 0.1}   # train_dreambooth.py's --offset_noise is a switch; alone it means 0.1
 
-def add_config_flags(parser: argparse.ArgumentParser):
-    "Add one flag per TrainConfig field; unset flags stay absent (argparse.SUPPRESS) so YAML values survive."
+def add_config_flags(parser: argparse.ArgumentParser, only=None, flag_names: dict | None = None):
+    "Add a flag per TrainConfig field (or per field in `only`, named as in `flag_names`); unset flags stay absent."
     for f in fields(TrainConfig):
-        tp, doc = _field_type(str(f.type)), f.metadata['doc']
-        if tp is bool: parser.add_argument(f'--{f.name}', action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=doc)
-        elif f.name in FLAG_CONSTS:
-            parser.add_argument(f'--{f.name}', type=tp, nargs='?', const=FLAG_CONSTS[f.name], default=argparse.SUPPRESS, help=doc)
-        else:
-            parse = _optional(tp) if 'None' in str(f.type) else tp
-            parser.add_argument(f'--{f.name}', type=parse, default=argparse.SUPPRESS, metavar=tp.__name__.upper(), help=doc)
+        if only is not None and f.name not in only: continue
+        flag, tp, doc = f"--{(flag_names or {}).get(f.name, f.name)}", _field_type(str(f.type)), f.metadata['doc']
+        kw = dict(dest=f.name, default=argparse.SUPPRESS, help=doc)
+        if tp is bool: parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif f.name in FLAG_CONSTS: parser.add_argument(flag, type=tp, nargs='?', const=FLAG_CONSTS[f.name], **kw)
+        else: parser.add_argument(flag, type=_optional(tp) if 'None' in str(f.type) else tp, metavar=tp.__name__.upper(), **kw)
 
 # %% ../nbs/09_cli.ipynb #f23c407d
 COMPAT_FLAGS = {  # flag: (nargs, what happens instead)
@@ -75,6 +75,12 @@ def pop_compat_notices(args) -> list[str]:
     return notes
 
 # %% ../nbs/09_cli.ipynb #18b0fa31
+PRIOR_FIELDS = ('pretrained_model_name_or_path', 'class_prompt', 'class_name', 'class_data_dir', 'num_class_images', 'resolution',
+                'sample_batch_size', 'seed', 'prior_num_inference_steps', 'prior_guidance_scale', 'class_negative_prompt')
+PRIOR_FLAG_NAMES = {'prior_num_inference_steps': 'num_inference_steps', 'prior_guidance_scale': 'guidance_scale',
+                    'class_negative_prompt': 'negative_prompt'}
+
+# %% ../nbs/09_cli.ipynb #d6329197
 def build_parser() -> argparse.ArgumentParser:
     "The `dreambooth-nb` parser with its subcommands."
     p = argparse.ArgumentParser(prog='dreambooth-nb', allow_abbrev=False, description='Notebook-first DreamBooth: personalize a text-to-image model from a few photos.')
@@ -91,9 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument('--preset', choices=sorted(PRESETS), help='Start from a named preset')
     tr.add_argument('--overwrite', action='store_true', help='Write into a non-empty folder that is not a run')
     add_config_flags(tr); add_compat_flags(tr)
+    pr = sub.add_parser('priors', allow_abbrev=False, help='Generate or top up a class-prior image bank (resumable, seeded, with a manifest).')
+    pr.add_argument('--config', help='YAML config to take the fields from')
+    pr.add_argument('--accept_other_model', action='store_true', help='Use a bank that another base model generated')
+    add_config_flags(pr, only=PRIOR_FIELDS, flag_names=PRIOR_FLAG_NAMES)
     return p
 
-# %% ../nbs/09_cli.ipynb #0904cc27
+# %% ../nbs/09_cli.ipynb #94782317
 def parse(argv) -> argparse.Namespace:
     "Parse `argv`; unknown flags raise `ConfigError` naming the closest valid flag."
     args, extra = build_parser().parse_known_args(argv)
@@ -105,10 +115,10 @@ def parse(argv) -> argparse.Namespace:
 
 def config_from_args(args) -> TrainConfig:
     "preset -> YAML -> flags, later ones winning; a literal instance prompt names its identifier."
-    skip = {'command', 'config', 'preset', 'overwrite'}
+    skip = {'command', 'config', 'preset', 'overwrite', 'accept_other_model'}
     flags = {k: v for k, v in vars(args).items() if k not in skip}
     if 'num_train_epochs' in flags and 'max_train_steps' not in flags: flags['max_train_steps'] = None   # as in diffusers
-    base = preset(args.preset).__dict__ if args.preset else {}
+    base = preset(args.preset).__dict__ if getattr(args, 'preset', None) else {}
     if args.config: base = {**base, **TrainConfig.from_yaml(args.config).__dict__}
     cfg = TrainConfig.from_dict({**base, **flags})
     if 'identifier' not in flags and 'instance_prompt' in flags:
@@ -116,7 +126,7 @@ def config_from_args(args) -> TrainConfig:
         if found: cfg = cfg.replace(identifier=found)
     return cfg
 
-# %% ../nbs/09_cli.ipynb #c56f1cd3
+# %% ../nbs/09_cli.ipynb #591a6cdf
 def _summary(run: Path, seconds: float) -> str:
     from dreambooth_nb.training import read_metrics
     from dreambooth_nb.checkpoint import list_checkpoints
@@ -154,6 +164,23 @@ def cmd_train(args) -> int:
     return 0
 
 # %% ../nbs/09_cli.ipynb #abf9cdaf
+def cmd_priors(args) -> int:
+    import torch
+    from dreambooth_nb.backbones import load_backbone
+    from dreambooth_nb.config import validate
+    from dreambooth_nb.priors import generate_priors
+    from dreambooth_nb.run import prior_kwargs
+    cfg = config_from_args(args)
+    if not cfg.class_data_dir: raise ConfigError("priors needs --class_data_dir (the folder of the class-image bank).")
+    validate(cfg.replace(with_prior_preservation=True))
+    backbone = load_backbone(cfg.pretrained_model_name_or_path, device='cuda' if torch.cuda.is_available() else 'cpu')
+    t0 = time.time()
+    paths = generate_priors(backbone, **prior_kwargs(cfg, cfg.class_data_dir), accept_other_model=args.accept_other_model)
+    print(f"{len(paths)} class images for {cfg.fill(cfg.class_prompt)!r} in {cfg.class_data_dir} "
+          f"(manifest.jsonl records each one's seed and model) in {time.time() - t0:.0f} s.")
+    return 0
+
+# %% ../nbs/09_cli.ipynb #b9ad15d0
 def _format_warning(message, category, filename, lineno, line=None): return f"warning: {message}\n"
 
 def main(argv=None) -> int:
@@ -162,7 +189,7 @@ def main(argv=None) -> int:
     warnings.formatwarning = _format_warning
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
-        return {'demo': cmd_demo, 'tiny': cmd_tiny, 'train': cmd_train}[args.command](args)
+        return {'demo': cmd_demo, 'tiny': cmd_tiny, 'train': cmd_train, 'priors': cmd_priors}[args.command](args)
     except DreamBoothError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

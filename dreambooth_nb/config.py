@@ -71,6 +71,7 @@ class TrainConfig:
     sample_batch_size: int = opt(4, "Batch size when generating class-prior images")
     prior_num_inference_steps: int = opt(25, "Denoising steps per class-prior image (DPM-Solver++)")
     prior_guidance_scale: float = opt(7.5, "Classifier-free guidance when generating class-prior images")
+    class_negative_prompt: str | None = opt(None, "Negative prompt when generating class-prior images")
     # data
     resolution: int = opt(512, "Training resolution in pixels (a multiple of 8)")
     center_crop: bool = opt(False, "Center-crop instead of a random crop")

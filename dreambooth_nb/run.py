@@ -16,8 +16,8 @@ from .checkpoint import CheckpointCallback, resolve_checkpoint, resume
 from .sampling import SampleCallback
 
 # %% auto #0
-__all__ = ['RUN_OUTPUTS', 'is_run_dir', 'prepare_run_dir', 'truncate_metrics', 'refuse_restart', 'default_callbacks', 'train',
-           'demo_config', 'demo']
+__all__ = ['RUN_OUTPUTS', 'is_run_dir', 'prepare_run_dir', 'truncate_metrics', 'refuse_restart', 'prior_kwargs',
+           'default_callbacks', 'train', 'demo_config', 'demo']
 
 # %% ../nbs/07_run.ipynb #7ccbbff7
 RUN_OUTPUTS = ('metrics.jsonl', 'checkpoints', 'samples', 'loss.png')
@@ -61,12 +61,16 @@ def refuse_restart(run_dir):
 def _warn_all(messages):
     for m in messages: warnings.warn(m, stacklevel=3)
 
+def prior_kwargs(cfg: TrainConfig, class_data_dir) -> dict:
+    "The arguments of `generate_priors` for a config."
+    return dict(class_data_dir=class_data_dir, class_prompt=cfg.fill(cfg.class_prompt), num_class_images=cfg.num_class_images,
+                resolution=cfg.resolution, sample_batch_size=cfg.sample_batch_size, num_inference_steps=cfg.prior_num_inference_steps,
+                guidance_scale=cfg.prior_guidance_scale, negative_prompt=cfg.class_negative_prompt, seed=cfg.seed)
+
 def _priors(cfg: TrainConfig, backbone, run_dir: Path, accelerator) -> list | None:
     "Top up the class bank on the main process; every process then returns the bank's images."
     if not cfg.with_prior_preservation: return None
-    kw = dict(class_data_dir=cfg.class_data_dir or run_dir / 'priors', class_prompt=cfg.fill(cfg.class_prompt),
-              num_class_images=cfg.num_class_images, resolution=cfg.resolution, sample_batch_size=cfg.sample_batch_size,
-              num_inference_steps=cfg.prior_num_inference_steps, guidance_scale=cfg.prior_guidance_scale, seed=cfg.seed)
+    kw = prior_kwargs(cfg, cfg.class_data_dir or run_dir / 'priors')
     if accelerator.is_main_process: generate_priors(backbone, **kw)
     accelerator.wait_for_everyone()
     return generate_priors(backbone, **kw, progress=False)
