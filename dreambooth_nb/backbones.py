@@ -116,7 +116,8 @@ class SDBackbone(Backbone):
 
     def to(self, device=None, dtype=None):
         "Move every module (in place); returns self."
-        for m in self.modules().values(): m.to(device=device, dtype=dtype)
+        kw = {k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None}
+        for m in self.modules().values(): m.to(**kw)
         return self
 
 # %% ../nbs/01_backbones.ipynb #bfeea3e8

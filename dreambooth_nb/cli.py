@@ -11,8 +11,8 @@ from .config import DreamBoothError, ConfigError, TrainConfig, PRESETS, closest_
 
 # %% auto #0
 __all__ = ['FLAG_CONSTS', 'COMPAT_FLAGS', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'add_config_flags', 'add_compat_flags',
-           'pop_compat_notices', 'build_parser', 'parse', 'config_from_args', 'cmd_demo', 'cmd_tiny', 'cmd_train',
-           'cmd_priors', 'main']
+           'pop_compat_notices', 'parse_seeds', 'add_sample_parser', 'build_parser', 'parse', 'config_from_args',
+           'cmd_demo', 'cmd_tiny', 'cmd_train', 'cmd_priors', 'cmd_sample', 'main']
 
 # %% ../nbs/09_cli.ipynb #ecef0843
 def _field_type(annotation: str):
@@ -75,12 +75,39 @@ def pop_compat_notices(args) -> list[str]:
     return notes
 
 # %% ../nbs/09_cli.ipynb #18b0fa31
+def parse_seeds(text: str) -> list[int]:
+    "'0,1,2' or '0-3' (inclusive) -> a list of seeds."
+    try:
+        out = []
+        for part in text.split(','):
+            a, _, b = part.strip().partition('-')
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+        return out
+    except ValueError: raise ConfigError(f"--seeds {text!r} is not a list of whole numbers like 0,1,2 or 0-3.") from None
+
+def add_sample_parser(sub):
+    s = sub.add_parser('sample', allow_abbrev=False, help='Generate images from a trained run (PNGs and a grid).')
+    s.add_argument('--run', required=True, help='Run folder (or a checkpoint folder)')
+    s.add_argument('--checkpoint', default='latest', help="latest, step-N or a checkpoint path")
+    s.add_argument('--prompt', action='append', help='Prompt template (repeatable); default: the run\'s instance and class prompts')
+    s.add_argument('--eval', action='store_true', help="The DreamBooth paper's 25 evaluation prompts for the run's class")
+    s.add_argument('--negative_prompt', default=None)
+    s.add_argument('--seeds', default='0,1,2', help='0,1,2 or 0-3')
+    s.add_argument('--num_inference_steps', type=int, default=25)
+    s.add_argument('--guidance_scale', type=float, default=7.5)
+    s.add_argument('--scheduler', default='dpm++', help='dpm++, ddim, euler_a or unipc')
+    s.add_argument('--width', type=int, default=None); s.add_argument('--height', type=int, default=None)
+    s.add_argument('--lora_scale', type=float, default=None, help='LoRA strength (LoRA runs only): 0 = base, 1 = trained')
+    s.add_argument('--compare', action='store_true', help='Also render the base model at the same seeds (compare.png)')
+    s.add_argument('--out', default=None, help='Folder for the PNGs (default: RUN/samples/cli)')
+
+# %% ../nbs/09_cli.ipynb #94782317
 PRIOR_FIELDS = ('pretrained_model_name_or_path', 'class_prompt', 'class_name', 'class_data_dir', 'num_class_images', 'resolution',
                 'sample_batch_size', 'seed', 'prior_num_inference_steps', 'prior_guidance_scale', 'class_negative_prompt')
 PRIOR_FLAG_NAMES = {'prior_num_inference_steps': 'num_inference_steps', 'prior_guidance_scale': 'guidance_scale',
                     'class_negative_prompt': 'negative_prompt'}
 
-# %% ../nbs/09_cli.ipynb #d6329197
+# %% ../nbs/09_cli.ipynb #a9053bf9
 def build_parser() -> argparse.ArgumentParser:
     "The `dreambooth-nb` parser with its subcommands."
     p = argparse.ArgumentParser(prog='dreambooth-nb', allow_abbrev=False, description='Notebook-first DreamBooth: personalize a text-to-image model from a few photos.')
@@ -101,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument('--config', help='YAML config to take the fields from')
     pr.add_argument('--accept_other_model', action='store_true', help='Use a bank that another base model generated')
     add_config_flags(pr, only=PRIOR_FIELDS, flag_names=PRIOR_FLAG_NAMES)
+    add_sample_parser(sub)
     return p
 
-# %% ../nbs/09_cli.ipynb #94782317
+# %% ../nbs/09_cli.ipynb #6de4efa7
 def parse(argv) -> argparse.Namespace:
     "Parse `argv`; unknown flags raise `ConfigError` naming the closest valid flag."
     args, extra = build_parser().parse_known_args(argv)
@@ -126,7 +154,7 @@ def config_from_args(args) -> TrainConfig:
         if found: cfg = cfg.replace(identifier=found)
     return cfg
 
-# %% ../nbs/09_cli.ipynb #591a6cdf
+# %% ../nbs/09_cli.ipynb #b9ad15d0
 def _summary(run: Path, seconds: float) -> str:
     from dreambooth_nb.training import read_metrics
     from dreambooth_nb.checkpoint import list_checkpoints
@@ -163,7 +191,7 @@ def cmd_train(args) -> int:
     if trainer.is_main: print(_summary(Path(cfg.output_dir), time.time() - t0))   # once, under accelerate launch too
     return 0
 
-# %% ../nbs/09_cli.ipynb #abf9cdaf
+# %% ../nbs/09_cli.ipynb #f9e49a72
 def cmd_priors(args) -> int:
     import torch
     from dreambooth_nb.backbones import load_backbone
@@ -180,7 +208,34 @@ def cmd_priors(args) -> int:
           f"(manifest.jsonl records each one's seed and model) in {time.time() - t0:.0f} s.")
     return 0
 
-# %% ../nbs/09_cli.ipynb #b9ad15d0
+# %% ../nbs/09_cli.ipynb #9e7085e6
+def cmd_sample(args) -> int:
+    import torch
+    from dreambooth_nb.backbones import load_backbone
+    from dreambooth_nb.checkpoint import checkpoint_dir, load_trained
+    from dreambooth_nb.sampling import compare_grid, eval_prompts, generate, image_grid, save_png, set_lora_scale
+    folder = checkpoint_dir(args.run, args.checkpoint)
+    cfg, device = TrainConfig.from_yaml(folder / 'config.yaml'), 'cuda' if torch.cuda.is_available() else 'cpu'
+    templates = args.prompt or (eval_prompts(cfg.class_name) if args.eval else [cfg.instance_prompt] + ([cfg.class_prompt] if cfg.class_prompt else []))
+    prompts, seeds = [cfg.fill(t) for t in templates], parse_seeds(args.seeds)
+    backbone, manifest = load_trained(folder, device=device)
+    if args.lora_scale is not None:
+        if manifest['mode'] != 'lora': raise ConfigError(f"--lora_scale needs a LoRA run; {folder} was trained in {manifest['mode']} mode.")
+        set_lora_scale(backbone, args.lora_scale)
+    kw = dict(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, width=args.width,
+              height=args.height, negative_prompt=args.negative_prompt, scheduler=args.scheduler)
+    images = generate(backbone, prompts, seeds, **kw)
+    out = Path(args.out) if args.out else Path(args.run) / 'samples' / 'cli'
+    for k, img in enumerate(images): save_png(img, out / f'{k // len(seeds):02d}-seed{seeds[k % len(seeds)]}.png')
+    save_png(image_grid(images, len(prompts), len(seeds), prompts, [f'seed {s}' for s in seeds]), out / 'grid.png')
+    if args.compare:
+        base = load_backbone(cfg.pretrained_model_name_or_path, device=device)
+        save_png(compare_grid(base, backbone, prompts, seeds, **kw), out / 'compare.png')
+    print(f"{len(images)} images from {folder.name} ({manifest['mode']}) in {out}: one PNG per prompt and seed, grid.png"
+          + (", compare.png (base vs fine-tuned)" if args.compare else '') + '.')
+    return 0
+
+# %% ../nbs/09_cli.ipynb #df082882
 def _format_warning(message, category, filename, lineno, line=None): return f"warning: {message}\n"
 
 def main(argv=None) -> int:
@@ -189,7 +244,8 @@ def main(argv=None) -> int:
     warnings.formatwarning = _format_warning
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
-        return {'demo': cmd_demo, 'tiny': cmd_tiny, 'train': cmd_train, 'priors': cmd_priors}[args.command](args)
+        commands = dict(demo=cmd_demo, tiny=cmd_tiny, train=cmd_train, priors=cmd_priors, sample=cmd_sample)
+        return commands[args.command](args)
     except DreamBoothError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,7 +12,8 @@ from .config import ConfigError, atomic_write_bytes
 from .training import Callback
 
 # %% auto #0
-__all__ = ['check_size', 'generate', 'image_grid', 'save_png', 'SampleCallback']
+__all__ = ['EVAL_PROMPTS', 'LIVE_CLASSES', 'check_size', 'generate', 'set_lora_scale', 'image_grid', 'save_png', 'compare_grid',
+           'eval_prompts', 'SampleCallback']
 
 # %% ../nbs/06_sampling.ipynb #63546188
 def check_size(width: int, height: int, multiple: int = 8, max_pixels: int = 4 * 1024 * 1024):
@@ -46,7 +47,16 @@ def generate(backbone, prompts, seeds=(0,), num_inference_steps: int = 25, guida
         for k, m in backbone.modules().items(): m.train(modes[k])
     return images
 
-# %% ../nbs/06_sampling.ipynb #39763758
+# %% ../nbs/06_sampling.ipynb #af51d422
+def set_lora_scale(backbone, scale: float) -> int:
+    "Scale every peft LoRA layer of the backbone's modules; returns how many layers were scaled."
+    from peft.tuners.lora import LoraLayer
+    layers = [m for mod in backbone.modules().values() for m in mod.modules() if isinstance(m, LoraLayer)]
+    for layer in layers:
+        for adapter in layer.active_adapters: layer.set_scale(adapter, scale)
+    return len(layers)
+
+# %% ../nbs/06_sampling.ipynb #cd08446c
 def image_grid(images, rows: int, cols: int, row_labels=None, col_labels=None, label_height: int = 14) -> Image.Image:
     "Paste `images` (row-major) into a grid, with optional labels above each column and each row."
     w, h = images[0].size
@@ -67,7 +77,42 @@ def save_png(img: Image.Image, path) -> Path:
     buf = io.BytesIO(); img.save(buf, format='PNG')
     return atomic_write_bytes(path, buf.getvalue())
 
-# %% ../nbs/06_sampling.ipynb #4a85b0a4
+# %% ../nbs/06_sampling.ipynb #d748958e
+def compare_grid(base, tuned, prompts, seeds=(0, 1, 2), **kw) -> Image.Image:
+    "Rows: each prompt through the base model, then the fine-tuned one; columns: seeds."
+    rows, labels = [], []
+    for p in prompts:
+        for name, bb in (('base', base), ('fine-tuned', tuned)):
+            rows += generate(bb, [p], seeds, **kw); labels.append(f'{name}: {p}')
+    return image_grid(rows, len(labels), len(seeds), labels, [f'seed {s}' for s in seeds])
+
+# %% ../nbs/06_sampling.ipynb #2180615e
+_SHARED = ['a {identifier} {class_name} in the jungle', 'a {identifier} {class_name} in the snow', 'a {identifier} {class_name} on the beach',
+           'a {identifier} {class_name} on a cobblestone street', 'a {identifier} {class_name} on top of pink fabric',
+           'a {identifier} {class_name} on top of a wooden floor', 'a {identifier} {class_name} with a city in the background',
+           'a {identifier} {class_name} with a mountain in the background', 'a {identifier} {class_name} with a blue house in the background',
+           'a {identifier} {class_name} on top of a purple rug in a forest']
+_PROPERTIES = ['a red {identifier} {class_name}', 'a purple {identifier} {class_name}', 'a shiny {identifier} {class_name}',
+               'a wet {identifier} {class_name}', 'a cube shaped {identifier} {class_name}']
+EVAL_PROMPTS = {
+    'object': _SHARED + ['a {identifier} {class_name} with a wheat field in the background',
+        'a {identifier} {class_name} with a tree and autumn leaves in the background', 'a {identifier} {class_name} with the Eiffel Tower in the background',
+        'a {identifier} {class_name} floating on top of water', 'a {identifier} {class_name} floating in an ocean of milk',
+        'a {identifier} {class_name} on top of green grass with sunflowers around it', 'a {identifier} {class_name} on top of a mirror',
+        'a {identifier} {class_name} on top of the sidewalk in a crowded street', 'a {identifier} {class_name} on top of a dirt road',
+        'a {identifier} {class_name} on top of a white rug'] + _PROPERTIES,
+    'live': _SHARED + ['a {identifier} {class_name} wearing a red hat', 'a {identifier} {class_name} wearing a santa hat',
+        'a {identifier} {class_name} wearing a rainbow scarf', 'a {identifier} {class_name} wearing a black top hat and a monocle',
+        'a {identifier} {class_name} in a chef outfit', 'a {identifier} {class_name} in a firefighter outfit',
+        'a {identifier} {class_name} in a police outfit', 'a {identifier} {class_name} wearing pink glasses',
+        'a {identifier} {class_name} wearing a yellow shirt', 'a {identifier} {class_name} in a purple wizard outfit'] + _PROPERTIES}
+LIVE_CLASSES = {'dog', 'cat'}
+
+def eval_prompts(class_name: str, kind: str | None = None) -> list[str]:
+    "The paper's 25 evaluation prompt templates for a subject of `class_name` (live subjects: dogs and cats)."
+    return list(EVAL_PROMPTS[kind or ('live' if class_name in LIVE_CLASSES else 'object')])
+
+# %% ../nbs/06_sampling.ipynb #d1f49b48
 class SampleCallback(Callback):
     "Render prompts x seeds into run/samples/step-NNNNNN.png every `every` steps and at the end."
     order = 40
