@@ -16,15 +16,16 @@ from .priors import generate_priors, read_manifest, scan_bank, show_priors
 from .training import CancelFitException, Callback, plot_loss, read_metrics, smooth
 from .checkpoint import checkpoint_problem, latest_checkpoint, list_checkpoints, load_trained
 from .sampling import check_size, generate, image_grid
-from .run import is_run_dir, refuse_restart, train
+from .run import is_run_dir, prepare_run_dir, prior_kwargs, refuse_restart, train
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['STATUS_COLOURS', 'TRAIN_FIELDS', 'PRIOR_FIELDS', 'MODEL_CHOICES', 'png_bytes', 'figure_png', 'loss_png',
            'thumbnail_png', 'closing_new_figures', 'set_image', 'plain_message', 'status_html', 'button', 'Panel',
            'field_widget', 'form_values', 'panel_config', 'ConfigForm', 'scan_instance_images', 'load_tokenizer',
-           'PanelCallback', 'newest_sample', 'check_fresh_start', 'check_can_resume', 'TrainPanel', 'prior_kwargs',
-           'bank_size', 'sampling_device', 'PriorsPanel', 'parse_seeds', 'SamplePanel', 'Studio', 'studio']
+           'PanelCallback', 'newest_sample', 'check_fresh_start', 'check_can_resume', 'TrainPanel', 'bank_dir',
+           'mark_run_dir', 'bank_size', 'sampling_device', 'PriorsPanel', 'parse_seeds', 'SamplePanel', 'Studio',
+           'studio']
 
 # %% ../nbs/08_widgets.ipynb #1c99968e
 _PLOT_LOCK = threading.Lock()
@@ -137,7 +138,7 @@ TRAIN_FIELDS = dict(
     priors=('with_prior_preservation', 'class_prompt', 'num_class_images'),
     training=('max_train_steps', 'learning_rate', 'resolution', 'gradient_checkpointing', 'mixed_precision'),
     run=('output_dir', 'checkpointing_steps', 'validation_steps'))
-PRIOR_FIELDS = ('pretrained_model_name_or_path', 'class_name', 'class_prompt', 'class_data_dir', 'num_class_images',
+PRIOR_FIELDS = ('pretrained_model_name_or_path', 'class_name', 'class_prompt', 'class_negative_prompt', 'class_data_dir', 'num_class_images',
                 'resolution', 'sample_batch_size', 'prior_num_inference_steps', 'prior_guidance_scale', 'seed', 'output_dir')
 _TYPES = {f.name: getattr(f.type, '__name__', str(f.type)).split('|')[0].strip() for f in TrainConfig.__dataclass_fields__.values()}
 
@@ -252,7 +253,10 @@ def newest_sample(run_dir) -> Path | None:
     return files[-1] if files else None
 
 def check_fresh_start(run_dir):
-    "`ConfigError`, in the panel's words, when Train would restart a folder that holds a run."
+    "`ConfigError`, in the panel's words, when Train would refuse the folder: someone else's files, or a run already."
+    run_dir = Path(run_dir).expanduser()
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not is_run_dir(run_dir):
+        raise ConfigError(f"{run_dir} is not empty and is not a dreambooth_nb run folder (no config.yaml). Set output_dir to a new or empty folder.")
     try: refuse_restart(run_dir)
     except ConfigError:
         ckpts = list_checkpoints(run_dir)
@@ -399,12 +403,15 @@ def show_progress(self: TrainPanel, cb: PanelCallback, redraw: bool):
     self.show_sample(cb.run_dir)
 
 # %% ../nbs/08_widgets.ipynb #1e3f6654
-def prior_kwargs(cfg: TrainConfig) -> dict:
-    "`generate_priors` arguments for a config: the bank, prompt, seeds and settings training uses."
-    return dict(class_data_dir=Path(cfg.class_data_dir or Path(cfg.output_dir) / 'priors').expanduser(),
-                class_prompt=cfg.fill(cfg.class_prompt), num_class_images=cfg.num_class_images, resolution=cfg.resolution,
-                sample_batch_size=cfg.sample_batch_size, num_inference_steps=cfg.prior_num_inference_steps,
-                guidance_scale=cfg.prior_guidance_scale, seed=cfg.seed)
+def bank_dir(cfg: TrainConfig) -> Path:
+    "The class bank of a config: `class_data_dir`, or the run's own `priors/`."
+    return Path(cfg.class_data_dir or Path(cfg.output_dir) / 'priors').expanduser()
+
+def mark_run_dir(cfg: TrainConfig) -> Path:
+    "Make `cfg.output_dir` a run folder (with config.yaml) before writing into it, as `train` does; a folder of other files is refused."
+    run = prepare_run_dir(cfg.output_dir)
+    if not is_run_dir(run): cfg.to_yaml(run / 'config.yaml')
+    return run
 
 def bank_size(folder) -> int:
     "How many valid images a class bank holds."
@@ -445,7 +452,8 @@ class PriorsPanel(Panel):
 # %% ../nbs/08_widgets.ipynb #686cd980
 @patch
 def generate_job(self: PriorsPanel, cfg: TrainConfig):
-    kw = prior_kwargs(cfg); folder, target = kw['class_data_dir'], kw['num_class_images']
+    kw = prior_kwargs(cfg, bank_dir(cfg)); folder, target = kw['class_data_dir'], kw['num_class_images']
+    if not cfg.class_data_dir: mark_run_dir(cfg)            # RUN/priors: the run folder must be one, or Train would refuse it
     done = bank_size(folder)
     self.progress.max, self.progress.value = target, min(done, target)
     if done < target:                      # the model is loaded for this job only: free GPUs have little memory to spare
@@ -466,7 +474,7 @@ def generate_job(self: PriorsPanel, cfg: TrainConfig):
 @patch
 def show_bank(self: PriorsPanel, folder=None):
     "A grid of the bank's first images (show_priors), or a note that it is empty."
-    folder = Path(folder or prior_kwargs(self.config())['class_data_dir'])
+    folder = Path(folder or bank_dir(self.config()))
     n = bank_size(folder)
     self.grid_label.value = f'<b>{n} class image(s)</b> in {html.escape(str(folder))}' if n else f'No class images yet in {html.escape(str(folder))}.'
     if not n: set_image(self.grid, None); return
