@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_widgets.ipynb #6e978756
 from __future__ import annotations
-import contextlib, html, io, re, threading, traceback, warnings
+import contextlib, gc, html, io, re, threading, traceback, warnings
 from pathlib import Path
 import ipywidgets as W
 import torch
@@ -21,11 +21,11 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['STATUS_COLOURS', 'TRAIN_FIELDS', 'PRIOR_FIELDS', 'MODEL_CHOICES', 'png_bytes', 'figure_png', 'loss_png',
-           'thumbnail_png', 'closing_new_figures', 'set_image', 'plain_message', 'status_html', 'button', 'Panel',
-           'field_widget', 'form_values', 'panel_config', 'ConfigForm', 'scan_instance_images', 'load_tokenizer',
-           'PanelCallback', 'newest_sample', 'check_fresh_start', 'check_can_resume', 'TrainPanel', 'bank_dir',
-           'mark_run_dir', 'bank_size', 'sampling_device', 'PriorsPanel', 'parse_seeds', 'SamplePanel', 'Studio',
-           'studio']
+           'thumbnail_png', 'closing_new_figures', 'set_image', 'plain_message', 'status_html', 'button', 'free_memory',
+           'Panel', 'field_widget', 'form_values', 'panel_config', 'ConfigForm', 'scan_instance_images',
+           'load_tokenizer', 'PanelCallback', 'newest_sample', 'check_fresh_start', 'check_can_resume', 'TrainPanel',
+           'bank_dir', 'mark_run_dir', 'bank_size', 'sampling_device', 'PriorsPanel', 'parse_seeds', 'SamplePanel',
+           'Studio', 'studio']
 
 # %% ../nbs/08_widgets.ipynb #1c99968e
 _PLOT_LOCK = threading.Lock()
@@ -87,6 +87,11 @@ def button(label: str, on_click, style: str = '', icon: str = '', **kw) -> W.But
     b.on_click(lambda _: on_click())
     b.add_class('dbnb-' + re.sub(r'\W+', '-', label.lower()).strip('-'))
     return b
+
+def free_memory():
+    "Collect the models a job let go of and give cached GPU memory back (free GPUs have little to spare)."
+    gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()
 
 class Panel(W.VBox):
     "Base of the panels: status line, details box for unexpected errors, one background job at a time."
@@ -372,8 +377,9 @@ def start(self: TrainPanel, resume: bool = False) -> bool:
 
 @patch
 def train_job(self: TrainPanel, cfg: TrainConfig):
-    with closing_new_figures(): self.history = train(cfg, callbacks=[self.callback]).history   # the trainer itself is let go
-    if torch.cuda.is_available(): torch.cuda.empty_cache()
+    try:
+        with closing_new_figures(): self.history = train(cfg, callbacks=[self.callback]).history
+    finally: self.callback.trainer = None; free_memory()            # keep the records, let the model and optimizer go
     cb, ckpt = self.callback, latest_checkpoint(cfg.output_dir)
     if cb.stopped: self.say(f"Stopped at step {cb.step}; saved {ckpt}. Press Resume to continue.", 'ok')
     else: self.say(f"Finished: {cb.step} steps. Checkpoint: {ckpt}. Try it in the Sample tab.", 'ok')
@@ -466,8 +472,7 @@ def generate_job(self: PriorsPanel, cfg: TrainConfig):
         self.progress.value = done
         self.show_bank(folder)
     self.show_bank(folder)
-    bb = None
-    if torch.cuda.is_available(): torch.cuda.empty_cache()
+    bb = None; free_memory()
     if done < target: self.say(f'Stopped with {done} of {target} class images in {folder}; press Generate priors to go on.', 'warn')
     else: self.say(f'The bank holds {target} class images ({folder}); training will use them.', 'ok')
 
@@ -520,8 +525,7 @@ class SamplePanel(Panel):
 
     def release(self):
         "Let go of the loaded models (the studio does this when training starts, to give it the GPU memory)."
-        self.models = {}
-        if torch.cuda.is_available(): torch.cuda.empty_cache()
+        self.models = {}; free_memory()
 
 # %% ../nbs/08_widgets.ipynb #562641aa
 @patch
