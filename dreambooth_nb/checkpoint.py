@@ -4,18 +4,18 @@
 
 # %% ../nbs/05_checkpoint.ipynb #a347a5c5
 from __future__ import annotations
-import hashlib, json, os, re, shutil, tempfile, time, warnings
+import hashlib, json, os, re, shutil, signal, tempfile, threading, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
 from .config import CheckpointError, TrainConfig, atomic_write_text
-from .training import Callback, lora_targets
+from .training import Callback, CancelFitException, lora_targets
 
 # %% auto #0
-__all__ = ['trained_weights', 'training_state', 'sha256_file', 'checkpoint_name', 'save_checkpoint', 'checkpoint_problem',
-           'list_checkpoints', 'latest_checkpoint', 'load_weights_into', 'resolve_checkpoint', 'resume',
-           'rotate_checkpoints', 'CheckpointCallback', 'checkpoint_dir', 'load_trained']
+__all__ = ['trained_weights', 'rng_state', 'set_rng_state', 'training_state', 'sha256_file', 'checkpoint_name', 'save_checkpoint',
+           'checkpoint_problem', 'list_checkpoints', 'latest_checkpoint', 'load_weights_into', 'resolve_checkpoint',
+           'resume', 'rotate_checkpoints', 'CheckpointCallback', 'StopOnSignal', 'checkpoint_dir', 'load_trained']
 
 # %% ../nbs/05_checkpoint.ipynb #fe1ee34b
 def trained_weights(trainer) -> dict[str, dict[str, torch.Tensor]]:
@@ -28,11 +28,30 @@ def trained_weights(trainer) -> dict[str, dict[str, torch.Tensor]]:
         out[name] = {k: v.detach().to('cpu').contiguous() for k, v in sd.items()}
     return out
 
+def rng_state() -> dict:
+    "Python, NumPy, torch CPU and CUDA generator states, as tensors and numbers (safe for weights_only loading)."
+    import random, numpy as np
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return dict(python=[version, torch.tensor(internal, dtype=torch.int64), gauss],
+                numpy=[kind, torch.from_numpy(keys.astype('int64')), pos, has_gauss, cached],
+                torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+def set_rng_state(state: dict):
+    "Restore what `rng_state` saved."
+    import random, numpy as np
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(int(x) for x in internal), gauss))
+    kind, keys, pos, has_gauss, cached = state['numpy']
+    np.random.set_state((kind, keys.numpy().astype('uint32'), pos, has_gauss, cached))
+    torch.set_rng_state(state['torch'])
+    if state['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
+
 def training_state(trainer) -> dict:
-    "Optimizer, LR schedule, grad scaler and step: everything but the weights."
+    "Optimizer, LR schedule, grad scaler, RNG states and step: everything but the weights."
     scaler = trainer.accelerator.scaler
     return dict(optimizer=trainer.opt.state_dict(), lr_scheduler=trainer.lr_sched.state_dict(),
-                scaler=scaler.state_dict() if scaler is not None else None, step=trainer.step)
+                scaler=scaler.state_dict() if scaler is not None else None, rng=rng_state(), step=trainer.step)
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -47,13 +66,15 @@ def _write_checkpoint_files(trainer, folder: Path) -> dict:
     files = {}
     for name, sd in trained_weights(trainer).items():
         save_file(sd, folder / f'{name}.safetensors'); files[f'{name}.safetensors'] = None
-    torch.save(training_state(trainer), folder / 'training_state.pt'); files['training_state.pt'] = None
+    if not trainer.cfg.checkpoint_weights_only:
+        torch.save(training_state(trainer), folder / 'training_state.pt'); files['training_state.pt'] = None
     trainer.cfg.to_yaml(folder / 'config.yaml'); files['config.yaml'] = None
     return {f: sha256_file(folder / f) for f in files}
 
 def _manifest(trainer, files: dict) -> dict:
     bb, cfg = trainer.backbone, trainer.cfg
-    return dict(step=trainer.step, mode=cfg.mode, rank=cfg.rank, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules,
+    n = len(trainer.data.instance_pixels)
+    return dict(step=trainer.step, epoch=trainer.step * cfg.train_batch_size * cfg.gradient_accumulation_steps // n, mode=cfg.mode, rank=cfg.rank, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules,
                 train_text_encoder=cfg.train_text_encoder, family=bb.family, base_model=bb.name,
                 base_model_hash=bb.config_hash(), created=datetime.now(timezone.utc).isoformat(timespec='seconds'), files=files)
 
@@ -139,10 +160,14 @@ def resume(trainer, folder) -> int:
     _check_compatible(manifest, trainer, folder)
     acc = trainer.accelerator
     load_weights_into({n: acc.unwrap_model(m) for n, m in trainer.models.items()}, folder, trainer.cfg.mode == 'full')
+    trainer.step = manifest['step']
+    if not (folder / 'training_state.pt').is_file():
+        warnings.warn(f"Checkpoint {folder.name} holds weights only: the optimizer restarts, so the loss curve will not match an uninterrupted run.")
+        return trainer.step
     state = torch.load(folder / 'training_state.pt', map_location='cpu', weights_only=True)
     trainer.opt.load_state_dict(state['optimizer']); trainer.lr_sched.load_state_dict(state['lr_scheduler'])
     if state['scaler'] is not None and acc.scaler is not None: acc.scaler.load_state_dict(state['scaler'])
-    trainer.step = state['step']
+    set_rng_state(state['rng'])
     return trainer.step
 
 # %% ../nbs/05_checkpoint.ipynb #4d72ff9e
@@ -176,7 +201,30 @@ class CheckpointCallback(Callback):
     def after_fit(self): self.save()
     after_cancel_fit = after_fit
 
-# %% ../nbs/05_checkpoint.ipynb #d214ad4c
+# %% ../nbs/05_checkpoint.ipynb #bf85d9d8
+class StopOnSignal(Callback):
+    "Finish the current step, save, and stop on SIGTERM or the first SIGINT (a second SIGINT interrupts at once)."
+    order = 50
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)): self.signals, self.received, self.old = signals, None, {}
+
+    def _handle(self, signum, frame):
+        if self.received == signum == signal.SIGINT: raise KeyboardInterrupt
+        self.received = signum
+        print(f"\n{signal.Signals(signum).name}: finishing this step and saving a checkpoint (Ctrl-C again to stop at once).", flush=True)
+
+    def before_fit(self):
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(s, self._handle) for s in self.signals}
+
+    def after_step(self):
+        if self.received is not None: raise CancelFitException()
+
+    def after_fit(self):
+        for s, h in self.old.items(): signal.signal(s, h)
+        self.old = {}
+    after_cancel_fit = after_fit
+
+# %% ../nbs/05_checkpoint.ipynb #02f9d41c
 def checkpoint_dir(run_or_checkpoint, checkpoint: str = 'latest') -> Path:
     "A checkpoint folder from a checkpoint folder, or from a run folder and 'latest' / 'step-N' / a path."
     p = Path(run_or_checkpoint)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_cli.ipynb #7187d500
 from __future__ import annotations
-import argparse, os, sys, time, warnings
+import argparse, os, signal, sys, time, warnings
 from dataclasses import fields
 from pathlib import Path
 from .config import DreamBoothError, ConfigError, TrainConfig, PRESETS, closest_field, field_docs, infer_identifier, preset
@@ -175,7 +175,7 @@ def cmd_demo(args) -> int:
     print(f"DreamBooth demo: tiny Stable Diffusion backbone + 5 bundled dog photos (CC-BY-4.0) -> {args.out}")
     trainer = demo(args.out, overwrite=args.overwrite, **overrides)
     if trainer.is_main: print(_summary(Path(args.out), time.time() - t0))
-    return 0
+    return _stop_status(trainer, args.out)
 
 def cmd_tiny(args) -> int:
     from dreambooth_nb.backbones import tiny
@@ -189,7 +189,17 @@ def cmd_train(args) -> int:
     cfg, t0 = config_from_args(args), time.time()
     trainer = train(cfg, overwrite=args.overwrite)
     if trainer.is_main: print(_summary(Path(cfg.output_dir), time.time() - t0))   # once, under accelerate launch too
-    return 0
+    return _stop_status(trainer, cfg.output_dir)
+
+def _stop_status(trainer, run_dir) -> int:
+    "0, or 128 + the signal that stopped training (after saying how to continue)."
+    from dreambooth_nb.run import stopped_by_signal
+    sig = stopped_by_signal(trainer)
+    if sig is None: return 0
+    if trainer.is_main:
+        print(f"Stopped at step {trainer.step} by {signal.Signals(sig).name}; the checkpoint is saved. Continue with: "
+              f"dreambooth-nb train --config {Path(run_dir) / 'config.yaml'} --resume_from_checkpoint latest")
+    return 128 + sig
 
 # %% ../nbs/09_cli.ipynb #f9e49a72
 def cmd_priors(args) -> int:

@@ -106,6 +106,7 @@ class TrainConfig:
     output_dir: str = opt('dreambooth-run', "Run folder: config, metrics, priors, checkpoints, samples")
     checkpointing_steps: int = opt(500, "Save a checkpoint every N steps (and always at the end)")
     checkpoints_total_limit: int | None = opt(None, "Keep at most N checkpoints (None keeps all)")
+    checkpoint_weights_only: bool = opt(False, "Save weights without optimizer state (small; a resume restarts the optimizer)")
     resume_from_checkpoint: str | None = opt(None, "latest or a checkpoint folder to resume from")
     validation_prompt: str | None = opt(None, "Prompt for sample grids during training; default: the instance prompt")
     validation_steps: int = opt(100, "Render a sample grid every N steps")

@@ -12,12 +12,12 @@ from .backbones import load_backbone, tiny
 from .data import check_identifier, find_images, sample_subject_dir, subject_data
 from .priors import generate_priors
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, read_metrics, tracker_config
-from .checkpoint import CheckpointCallback, resolve_checkpoint, resume
+from .checkpoint import CheckpointCallback, StopOnSignal, latest_checkpoint, resolve_checkpoint, resume
 from .sampling import SampleCallback
 
 # %% auto #0
-__all__ = ['RUN_OUTPUTS', 'is_run_dir', 'prepare_run_dir', 'truncate_metrics', 'refuse_restart', 'prior_kwargs',
-           'default_callbacks', 'train', 'demo_config', 'demo']
+__all__ = ['RUN_OUTPUTS', 'is_run_dir', 'prepare_run_dir', 'truncate_metrics', 'refuse_restart', 'start_or_resume',
+           'prior_kwargs', 'default_callbacks', 'train', 'stopped_by_signal', 'demo_config', 'demo']
 
 # %% ../nbs/07_run.ipynb #7ccbbff7
 RUN_OUTPUTS = ('metrics.jsonl', 'checkpoints', 'samples', 'loss.png')
@@ -58,6 +58,18 @@ def refuse_restart(run_dir):
                           f"start over with --overwrite, or choose another output_dir.")
 
 # %% ../nbs/07_run.ipynb #85a61470
+def start_or_resume(trainer, run_dir: Path) -> int:
+    "Resume `trainer` as its config asks, or check that a fresh start loses nothing; returns the start step."
+    spec, main = trainer.cfg.resume_from_checkpoint, trainer.accelerator.is_main_process
+    if not spec: refuse_restart(run_dir); return 0
+    if spec == 'latest' and latest_checkpoint(run_dir) is None:
+        print(f"No valid checkpoint in {run_dir} yet: starting from step 0.")
+        step = 0
+    else: step = resume(trainer, resolve_checkpoint(run_dir, spec))
+    if main: truncate_metrics(run_dir / 'metrics.jsonl', step)
+    return step
+
+# %% ../nbs/07_run.ipynb #16d26db6
 def _warn_all(messages):
     for m in messages: warnings.warn(m, stacklevel=3)
 
@@ -76,14 +88,15 @@ def _priors(cfg: TrainConfig, backbone, run_dir: Path, accelerator) -> list | No
     return generate_priors(backbone, **kw, progress=False)
 
 def default_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
-    "Metrics, progress, checkpoints and sample grids for a run folder."
+    "Metrics, progress, checkpoints, sample grids and a clean stop on SIGTERM/Ctrl-C for a run folder."
     prompts = [cfg.fill(cfg.validation_prompt or cfg.instance_prompt)] + ([cfg.fill(cfg.class_prompt)] if cfg.class_prompt else [])
     return [MetricsCallback(run_dir / 'metrics.jsonl'), ProgressCallback(),
             CheckpointCallback(run_dir, cfg.checkpointing_steps, cfg.checkpoints_total_limit),
             SampleCallback(run_dir, prompts, seeds=range(cfg.num_validation_images), every=cfg.validation_steps,
-                           num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale, resolution=cfg.resolution)]
+                           num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale, resolution=cfg.resolution),
+            StopOnSignal()]
 
-# %% ../nbs/07_run.ipynb #42bb775a
+# %% ../nbs/07_run.ipynb #7df19741
 def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     "Run DreamBooth for `cfg` into `cfg.output_dir`; returns the finished trainer."
     _warn_all(validate(cfg))
@@ -95,10 +108,7 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     if accelerator.is_main_process: cfg.to_yaml(run_dir / 'config.yaml')
     data = subject_data(cfg, _priors(cfg, backbone, run_dir, accelerator))
     trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
-    if not cfg.resume_from_checkpoint: refuse_restart(run_dir)
-    else:
-        step = resume(trainer, resolve_checkpoint(run_dir, cfg.resume_from_checkpoint))
-        if accelerator.is_main_process: truncate_metrics(run_dir / 'metrics.jsonl', step)
+    start_or_resume(trainer, run_dir)
     if cfg.report_to != 'jsonl': accelerator.init_trackers('dreambooth_nb', config=tracker_config(cfg))
     trainer.fit()
     accelerator.end_training()
@@ -106,16 +116,20 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
         plot_loss(run_dir / 'metrics.jsonl').savefig(run_dir / 'loss.png', dpi=100)
     return trainer
 
-# %% ../nbs/07_run.ipynb #7df19741
+# %% ../nbs/07_run.ipynb #3ff3f5bd
+def stopped_by_signal(trainer) -> int | None:
+    "The signal number that stopped the run, if one did."
+    return next((cb.received for cb in trainer.callbacks if isinstance(cb, StopOnSignal) and cb.received), None)
+
+# %% ../nbs/07_run.ipynb #072f2f08
 def demo_config(out, **overrides) -> TrainConfig:
     "The demo preset pointed at a run folder: base model in RUN/base-model, the bundled dog photos."
     out = Path(out)
-    return preset('demo', pretrained_model_name_or_path=str(out / 'base-model'), instance_data_dir=str(sample_subject_dir()),
-                  output_dir=str(out), **overrides)
+    return preset('demo', **{'pretrained_model_name_or_path': str(out / 'base-model'), 'instance_data_dir': str(sample_subject_dir()),
+                             'output_dir': str(out), **overrides})
 
 def demo(out='dreambooth-demo', overwrite: bool = False, **overrides) -> Trainer:
     "Run the whole DreamBooth loop on the tiny backbone and the bundled dog; returns the trainer."
-    from dreambooth_nb.checkpoint import latest_checkpoint
     out = prepare_run_dir(out, overwrite)
     if latest_checkpoint(out) is not None: overrides.setdefault('resume_from_checkpoint', 'latest')   # a rerun continues
     cfg = demo_config(out, **overrides)
