@@ -12,7 +12,7 @@ from .config import DreamBoothError, ConfigError, TrainConfig, PRESETS, closest_
 # %% auto #0
 __all__ = ['FLAG_CONSTS', 'COMPAT_FLAGS', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'add_config_flags', 'add_compat_flags',
            'pop_compat_notices', 'parse_seeds', 'add_sample_parser', 'build_parser', 'parse', 'config_from_args',
-           'cmd_demo', 'cmd_tiny', 'cmd_train', 'cmd_priors', 'cmd_sample', 'main']
+           'cmd_demo', 'cmd_tiny', 'cmd_train', 'cmd_priors', 'cmd_sample', 'cmd_export', 'main']
 
 # %% ../nbs/09_cli.ipynb #ecef0843
 def _field_type(annotation: str):
@@ -129,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument('--accept_other_model', action='store_true', help='Use a bank that another base model generated')
     add_config_flags(pr, only=PRIOR_FIELDS, flag_names=PRIOR_FLAG_NAMES)
     add_sample_parser(sub)
+    e = sub.add_parser('export', allow_abbrev=False, help='Export a run: a diffusers folder or a LoRA file, checked against the trained model.')
+    e.add_argument('--run', required=True, help='Run folder (or a checkpoint folder)')
+    e.add_argument('--format', required=True, choices=['diffusers', 'lora'], help='diffusers folder, or LoRA safetensors')
+    e.add_argument('--out', default=None, help='Destination folder (default: RUN/export/FORMAT)')
+    e.add_argument('--checkpoint', default='latest', help='latest, step-N or a checkpoint path')
+    e.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16'])
+    e.add_argument('--lora_format', default='diffusers', choices=['diffusers', 'kohya'], help='LoRA key layout: diffusers, or kohya (A1111/ComfyUI)')
+    e.add_argument('--rank', type=int, default=None, help='Rank of a LoRA extracted from a full fine-tune (default: the run\'s rank)')
     return p
 
 # %% ../nbs/09_cli.ipynb #6de4efa7
@@ -245,7 +253,17 @@ def cmd_sample(args) -> int:
           + (", compare.png (base vs fine-tuned)" if args.compare else '') + '.')
     return 0
 
-# %% ../nbs/09_cli.ipynb #df082882
+# %% ../nbs/09_cli.ipynb #6d1ed2ee
+def cmd_export(args) -> int:
+    from dreambooth_nb.export import export_diffusers, export_lora
+    out = Path(args.out) if args.out else Path(args.run) / 'export' / (args.format if args.format == 'diffusers' else f'lora-{args.lora_format}')
+    if args.format == 'diffusers': path = export_diffusers(args.run, out, args.checkpoint, args.dtype)
+    else: path = export_lora(args.run, out, args.checkpoint, args.lora_format, args.rank, args.dtype)
+    print(f"Exported {args.format} ({args.dtype}) to {path}; it loads back in diffusers and matches the trained model "
+          f"on a denoising step. See {path / 'README.md'}.")
+    return 0
+
+# %% ../nbs/09_cli.ipynb #d10dd105
 def _format_warning(message, category, filename, lineno, line=None): return f"warning: {message}\n"
 
 def main(argv=None) -> int:
@@ -254,7 +272,7 @@ def main(argv=None) -> int:
     warnings.formatwarning = _format_warning
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
-        commands = dict(demo=cmd_demo, tiny=cmd_tiny, train=cmd_train, priors=cmd_priors, sample=cmd_sample)
+        commands = dict(demo=cmd_demo, tiny=cmd_tiny, train=cmd_train, priors=cmd_priors, sample=cmd_sample, export=cmd_export)
         return commands[args.command](args)
     except DreamBoothError as e:
         print(f"error: {e}", file=sys.stderr)
