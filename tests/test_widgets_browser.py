@@ -6,7 +6,7 @@ grid to appear in the page, clicks Stop, and checks that a valid checkpoint is o
 tests/artifacts/widgets-browser.png (ignored by git). Skips only when Chromium, Playwright or JupyterLab are missing:
 `.ci/browser-setup.sh` installs them.
 """
-import importlib.util, json, os, secrets, shutil, signal, socket, subprocess, sys, time, urllib.request
+import importlib.util, json, os, re, secrets, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 
@@ -83,6 +83,17 @@ class JupyterLab:
             except subprocess.TimeoutExpired: os.killpg(self.proc.pid, signal.SIGKILL); self.proc.wait(10)
         self.log.close()
 
+def _run_all_cells(page, timeout_s: float = 180):
+    "Run > Run All Cells, again until a cell prompt shows it ran ([*] or [1]): a click before the kernel is connected is lost."
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
+        page.get_by_text('Run All Cells', exact=True).click()
+        try: page.locator('.jp-InputPrompt', has_text=re.compile(r'\[(\*|\d+)\]')).first.wait_for(timeout=10_000); return
+        except PlaywrightTimeout: page.keyboard.press('Escape')
+    raise TimeoutError(f'the notebook did not start running in {timeout_s} s')
+
 def _wait_image(page, css_class: str, timeout_ms: int):
     "Wait until an <img> with `css_class` shows a decoded picture in the page."
     page.wait_for_function(f"""() => [...document.querySelectorAll('img.{css_class}')]
@@ -106,8 +117,7 @@ def test_browser_studio_train_plot_samples_stop(tmp_path):
             try:
                 page.goto(lab.url('lab/tree/studio.ipynb'), timeout=120_000)
                 page.locator('.jp-Notebook').wait_for(timeout=120_000)
-                page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
-                page.get_by_text('Run All Cells', exact=True).click()
+                _run_all_cells(page)
                 page.locator('.dbnb-studio').wait_for(timeout=180_000)              # kernel up, package imported, widgets rendered
                 assert page.locator('.lm-TabBar-tabLabel, .widget-tab .lm-TabBar-tab', has_text='Class priors').count() >= 1
                 page.locator('button.dbnb-train').click()
