@@ -17,7 +17,7 @@ from .sampling import SampleCallback
 
 # %% auto #0
 __all__ = ['RUN_OUTPUTS', 'is_run_dir', 'prepare_run_dir', 'truncate_metrics', 'refuse_restart', 'start_or_resume',
-           'prior_kwargs', 'default_callbacks', 'train', 'stopped_by_signal', 'demo_config', 'demo']
+           'prior_kwargs', 'default_callbacks', 'train', 'save_loss_plot', 'stopped_by_signal', 'demo_config', 'demo']
 
 # %% ../nbs/07_run.ipynb #7ccbbff7
 RUN_OUTPUTS = ('metrics.jsonl', 'checkpoints', 'samples', 'loss.png')
@@ -112,9 +112,15 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     if cfg.report_to != 'jsonl': accelerator.init_trackers('dreambooth_nb', config=tracker_config(cfg))
     trainer.fit()
     accelerator.end_training()
-    if accelerator.is_main_process and (run_dir / 'metrics.jsonl').exists():
-        plot_loss(run_dir / 'metrics.jsonl').savefig(run_dir / 'loss.png', dpi=100)
+    if accelerator.is_main_process and (run_dir / 'metrics.jsonl').exists(): save_loss_plot(run_dir)
     return trainer
+
+def save_loss_plot(run_dir: Path) -> Path:
+    "Write RUN/loss.png from metrics.jsonl (and close the figure, so a notebook does not show it again)."
+    import matplotlib.pyplot as plt
+    fig = plot_loss(run_dir / 'metrics.jsonl')
+    fig.savefig(run_dir / 'loss.png', dpi=100); plt.close(fig)
+    return run_dir / 'loss.png'
 
 # %% ../nbs/07_run.ipynb #3ff3f5bd
 def stopped_by_signal(trainer) -> int | None:
