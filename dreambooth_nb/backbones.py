@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_backbones.ipynb #9fd769fa
 from __future__ import annotations
-import hashlib, json, os, warnings
+import hashlib, json, os, tempfile, warnings
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,9 @@ from .config import ModelError
 # %% auto #0
 __all__ = ['TINY_WORDS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER', 'TINY_FAMILIES', 'SMALL_UNET', 'SMALL_VAE',
            'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS', 'TEXT_LORA_TARGETS', 'SCHEDULERS', 'PIPELINE_FAMILIES',
-           'SNAPSHOT_PATTERNS', 'Backbone', 'bytes_to_unicode', 'tiny_clip_tokenizer', 'SDBackbone', 'make_scheduler',
-           'tiny', 'resolve_model_path', 'model_family', 'load_backbone']
+           'SNAPSHOT_PATTERNS', 'PICKLED_SUFFIXES', 'Backbone', 'bytes_to_unicode', 'tiny_clip_tokenizer', 'SDBackbone',
+           'make_scheduler', 'tiny', 'resolve_model_path', 'model_family', 'load_backbone', 'load_base',
+           'load_single_file']
 
 # %% ../nbs/01_backbones.ipynb #27b6f17f
 def _quiet_hf():
@@ -276,15 +277,45 @@ def from_pretrained(cls: SDBackbone, path, dtype=torch.float32, device='cpu', na
     return cls(unet, vae, text_encoder, tokenizer, scheduler, name=name or str(path)).to(device)
 
 
-def load_backbone(path_or_id: str, dtype=torch.float32, device='cpu') -> Backbone:
-    "A backbone from `tiny:<family>[-small]`, a local diffusers folder, or a Hub id."
+def load_backbone(path_or_id: str, dtype=torch.float32, device='cpu', base_config: str | None = None,
+                  trust_pickled: bool = False) -> Backbone:
+    "A backbone from `tiny:<family>[-small]`, a local diffusers folder, a Hub id, or a single-file checkpoint."
     if str(path_or_id).startswith('tiny:'):
         family, _, size = str(path_or_id)[5:].partition('-')
         return tiny(family, size=size or 'tiny').to(device, dtype)
+    if Path(path_or_id).expanduser().is_file():
+        return load_single_file(path_or_id, base_config, trust_pickled, dtype, device)
     path = resolve_model_path(str(path_or_id))
     return model_family(path).from_pretrained(path, dtype=dtype, device=device, name=str(path_or_id))
 
-# %% ../nbs/01_backbones.ipynb #618fe475
+def load_base(cfg, dtype=torch.float32, device='cpu') -> Backbone:
+    "The base model a config names (with its single-file settings)."
+    return load_backbone(cfg.pretrained_model_name_or_path, dtype, device, cfg.base_config, cfg.trust_pickled_weights)
+
+# %% ../nbs/01_backbones.ipynb #fb5e9b16
+PICKLED_SUFFIXES = ('.ckpt', '.bin', '.pt', '.pth')
+
+def load_single_file(path, base_config: str | None, trust_pickled: bool = False, dtype=torch.float32, device='cpu') -> SDBackbone:
+    "A backbone from one checkpoint file in the original SD layout."
+    p = Path(path).expanduser()
+    if p.suffix.lower() in PICKLED_SUFFIXES and not trust_pickled:
+        raise ModelError(f"{p} is a pickled checkpoint: loading it can run any code hidden in it. Convert it to safetensors, "
+                         f"or pass --trust_pickled_weights if you trust where it came from.")
+    if p.suffix.lower() not in PICKLED_SUFFIXES + ('.safetensors',):
+        raise ModelError(f"{p} is a file but not a checkpoint (.safetensors, or a trusted .ckpt). Pass a diffusers folder or a single-file checkpoint.")
+    if not base_config:
+        raise ModelError(f"{p} is a single-file checkpoint: also pass base_config (--base_config), a diffusers folder or Hub id of "
+                         f"the same architecture whose configs describe it (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5).")
+    config_dir = load_backbone(base_config).save_pretrained(Path(tempfile.mkdtemp()) / 'base') if base_config.startswith('tiny:') \
+        else resolve_model_path(base_config)
+    _quiet_hf()
+    try: pipe = StableDiffusionPipeline.from_single_file(str(p), config=str(config_dir), torch_dtype=dtype)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelError(f"Could not read {p} as a Stable Diffusion checkpoint described by {base_config}: {e}") from None
+    return SDBackbone(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, DDPMScheduler.from_config(pipe.scheduler.config),
+                      name=str(p)).to(device)
+
+# %% ../nbs/01_backbones.ipynb #f7aa1151
 @patch
 def config_hash(self: SDBackbone) -> str:
     "A short hash of the component configs and the tokenizer vocabulary size."

@@ -236,11 +236,11 @@ def checkpoint_dir(run_or_checkpoint, checkpoint: str = 'latest') -> Path:
 
 def load_trained(run_or_checkpoint, checkpoint: str = 'latest', device='cpu', dtype=torch.float32):
     "The base model of a run with a checkpoint's trained weights applied; returns (backbone, manifest)."
-    from dreambooth_nb.backbones import load_backbone
+    from dreambooth_nb.backbones import load_base
     folder = checkpoint_dir(run_or_checkpoint, checkpoint)
     manifest = json.loads((folder / 'manifest.json').read_text())
     cfg = TrainConfig.from_yaml(folder / 'config.yaml')
-    bb = load_backbone(cfg.pretrained_model_name_or_path, dtype=torch.float32)
+    bb = load_base(cfg, dtype=torch.float32)
     if bb.config_hash() != manifest['base_model_hash']:
         raise CheckpointError(f"Checkpoint {folder} was trained on {manifest['base_model']} but {cfg.pretrained_model_name_or_path} is a different model.")
     mods = bb.trainable_modules(manifest['mode'], manifest['train_text_encoder'], rank=manifest['rank'],

@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sample_parser(sub)
     e = sub.add_parser('export', allow_abbrev=False, help='Export a run: a diffusers folder or a LoRA file, checked against the trained model.')
     e.add_argument('--run', required=True, help='Run folder (or a checkpoint folder)')
-    e.add_argument('--format', required=True, choices=['diffusers', 'lora'], help='diffusers folder, or LoRA safetensors')
+    e.add_argument('--format', required=True, choices=['diffusers', 'lora', 'single-file'],
+                   help='diffusers folder, LoRA safetensors, or one safetensors file in the original SD layout (A1111, ComfyUI)')
     e.add_argument('--out', default=None, help='Destination folder (default: RUN/export/FORMAT)')
     e.add_argument('--checkpoint', default='latest', help='latest, step-N or a checkpoint path')
     e.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16'])
@@ -212,14 +213,14 @@ def _stop_status(trainer, run_dir) -> int:
 # %% ../nbs/09_cli.ipynb #f9e49a72
 def cmd_priors(args) -> int:
     import torch
-    from dreambooth_nb.backbones import load_backbone
+    from dreambooth_nb.backbones import load_base
     from dreambooth_nb.config import validate
     from dreambooth_nb.priors import generate_priors
     from dreambooth_nb.run import prior_kwargs
     cfg = config_from_args(args)
     if not cfg.class_data_dir: raise ConfigError("priors needs --class_data_dir (the folder of the class-image bank).")
     validate(cfg.replace(with_prior_preservation=True))
-    backbone = load_backbone(cfg.pretrained_model_name_or_path, device='cuda' if torch.cuda.is_available() else 'cpu')
+    backbone = load_base(cfg, device='cuda' if torch.cuda.is_available() else 'cpu')
     t0 = time.time()
     paths = generate_priors(backbone, **prior_kwargs(cfg, cfg.class_data_dir), accept_other_model=args.accept_other_model)
     print(f"{len(paths)} class images for {cfg.fill(cfg.class_prompt)!r} in {cfg.class_data_dir} "
@@ -229,7 +230,7 @@ def cmd_priors(args) -> int:
 # %% ../nbs/09_cli.ipynb #9e7085e6
 def cmd_sample(args) -> int:
     import torch
-    from dreambooth_nb.backbones import load_backbone
+    from dreambooth_nb.backbones import load_base
     from dreambooth_nb.checkpoint import checkpoint_dir, load_trained
     from dreambooth_nb.sampling import compare_grid, eval_prompts, generate, image_grid, save_png, set_lora_scale
     folder = checkpoint_dir(args.run, args.checkpoint)
@@ -247,7 +248,7 @@ def cmd_sample(args) -> int:
     for k, img in enumerate(images): save_png(img, out / f'{k // len(seeds):02d}-seed{seeds[k % len(seeds)]}.png')
     save_png(image_grid(images, len(prompts), len(seeds), prompts, [f'seed {s}' for s in seeds]), out / 'grid.png')
     if args.compare:
-        base = load_backbone(cfg.pretrained_model_name_or_path, device=device)
+        base = load_base(cfg, device=device)
         save_png(compare_grid(base, backbone, prompts, seeds, **kw), out / 'compare.png')
     print(f"{len(images)} images from {folder.name} ({manifest['mode']}) in {out}: one PNG per prompt and seed, grid.png"
           + (", compare.png (base vs fine-tuned)" if args.compare else '') + '.')
@@ -255,9 +256,10 @@ def cmd_sample(args) -> int:
 
 # %% ../nbs/09_cli.ipynb #6d1ed2ee
 def cmd_export(args) -> int:
-    from dreambooth_nb.export import export_diffusers, export_lora
-    out = Path(args.out) if args.out else Path(args.run) / 'export' / (args.format if args.format == 'diffusers' else f'lora-{args.lora_format}')
+    from dreambooth_nb.export import export_diffusers, export_lora, export_single_file
+    out = Path(args.out) if args.out else Path(args.run) / 'export' / (f'lora-{args.lora_format}' if args.format == 'lora' else args.format)
     if args.format == 'diffusers': path = export_diffusers(args.run, out, args.checkpoint, args.dtype)
+    elif args.format == 'single-file': path = export_single_file(args.run, out, args.checkpoint, args.dtype)
     else: path = export_lora(args.run, out, args.checkpoint, args.lora_format, args.rank, args.dtype)
     print(f"Exported {args.format} ({args.dtype}) to {path}; it loads back in diffusers and matches the trained model "
           f"on a denoising step. See {path / 'README.md'}.")

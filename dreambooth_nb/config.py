@@ -53,6 +53,8 @@ class TrainConfig:
     "Everything a DreamBooth run needs; names follow diffusers' train_dreambooth.py."
     # model
     pretrained_model_name_or_path: str = opt('tiny:sd15', "Base model: a local diffusers folder, a Hub id, or tiny:<family> (random weights, for tests)")
+    base_config: str | None = opt(None, "For a single-file base model: a diffusers folder or Hub id of the same architecture (configs)")
+    trust_pickled_weights: bool = opt(False, "Allow a pickled .ckpt/.bin base model (unpickling can run code: only for files you trust)")
     mode: str = opt('full', "What to train: full (UNet, + text encoder if train_text_encoder) or lora (peft adapters)")
     rank: int = opt(4, "LoRA rank (mode=lora)")
     lora_alpha: int | None = opt(None, "LoRA alpha; None means alpha = rank (scale 1)")

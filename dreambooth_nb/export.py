@@ -10,12 +10,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from .config import CheckpointError, ConfigError, TrainConfig, atomic_write_text
-from .backbones import load_backbone
+from .backbones import load_backbone, load_base
 from .checkpoint import checkpoint_dir, load_trained
 
 # %% auto #0
-__all__ = ['DTYPES', 'EXTRACT_TARGETS', 'LORA_FORMATS', 'check_step', 'model_card', 'merge_lora', 'export_diffusers',
-           'lora_state_dicts', 'diffusers_lora_keys', 'kohya_lora_keys', 'extract_lora', 'with_lora', 'export_lora']
+__all__ = ['DTYPES', 'EXTRACT_TARGETS', 'LORA_FORMATS', 'UNET_RESNET', 'UNET_FIXED', 'VAE_ATTN', 'VAE_FIXED', 'check_step',
+           'model_card', 'merge_lora', 'export_diffusers', 'lora_state_dicts', 'diffusers_lora_keys', 'kohya_lora_keys',
+           'extract_lora', 'with_lora', 'export_lora', 'unet_to_ldm', 'vae_to_ldm', 'text_to_ldm', 'single_file_state',
+           'export_single_file']
 
 # %% ../nbs/05a_export.ipynb #43ebbee3
 def _one_step_inputs(backbone, prompt: str, seed: int = 0):
@@ -179,15 +181,110 @@ def export_lora(run, out, checkpoint: str = 'latest', fmt: str = 'diffusers', ra
         reference = trained
     else:
         rank = rank or cfg.rank
-        base = load_backbone(cfg.pretrained_model_name_or_path)
+        base = load_base(cfg)
         sds, err = extract_lora(base, trained, rank, ('unet', 'text_encoder') if manifest['train_text_encoder'] else ('unet',))
         reference, extra = with_lora(base, sds, rank), f"| extracted | rank {rank} by SVD from a full fine-tune; relative error of the weight change {err:.3f} |\n"
     filename, keys = LORA_FORMATS[fmt]
     tmp = _staging(out)
     save_file({k: v.to(_dtype(dtype)) for k, v in keys(sds).items()}, tmp / filename, metadata={'format': 'pt'})
-    pipe = load_backbone(cfg.pretrained_model_name_or_path).pipeline('ddpm')
+    pipe = load_base(cfg).pipeline('ddpm')
     pipe.load_lora_weights(str(tmp / filename))
     check_step(reference, pipe, cfg.fill(cfg.instance_prompt), tol=1e-3 if dtype == 'fp32' else 2e-2)
     load = (f"pipe = StableDiffusionPipeline.from_pretrained('{cfg.pretrained_model_name_or_path}')\n"
             f"pipe.load_lora_weights('{Path(out).name}/{filename}')\npipe('{cfg.fill(cfg.instance_prompt)} on the beach').images[0]")
     return _publish(tmp, out, cfg, model_card(cfg, manifest, f'LoRA ({fmt} keys, rank {rank}, {dtype})', load, extra))
+
+# %% ../nbs/05a_export.ipynb #6ec04a6b
+UNET_RESNET = {'norm1': 'in_layers.0', 'conv1': 'in_layers.2', 'norm2': 'out_layers.0', 'conv2': 'out_layers.3',
+               'time_emb_proj': 'emb_layers.1', 'conv_shortcut': 'skip_connection'}
+UNET_FIXED = {'time_embedding.linear_1': 'time_embed.0', 'time_embedding.linear_2': 'time_embed.2', 'conv_in': 'input_blocks.0.0',
+              'conv_norm_out': 'out.0', 'conv_out': 'out.2'}
+
+def _move(sd: dict, out: dict, old: str, new: str, rename: dict | None = None):
+    "Move every key under `old.` to `new.`, renaming the first part of the rest through `rename`."
+    for k in [k for k in sd if k.startswith(old + '.')]:
+        rest = k[len(old) + 1:]
+        head, _, tail = rest.partition('.')
+        if rename and head in rename: rest = rename[head] + ('.' + tail if tail else '')
+        out[f'{new}.{rest}'] = sd.pop(k)
+
+def unet_to_ldm(sd: dict, config) -> dict:
+    "diffusers UNet2DConditionModel weights -> the original `model.diffusion_model.` layout."
+    sd, out, L = dict(sd), {}, config['layers_per_block']
+    for old, new in UNET_FIXED.items(): _move(sd, out, old, new)
+    for b in range(len(config['down_block_types'])):
+        for j in range(L):
+            i = 1 + b * (L + 1) + j
+            _move(sd, out, f'down_blocks.{b}.resnets.{j}', f'input_blocks.{i}.0', UNET_RESNET)
+            _move(sd, out, f'down_blocks.{b}.attentions.{j}', f'input_blocks.{i}.1')
+        _move(sd, out, f'down_blocks.{b}.downsamplers.0.conv', f'input_blocks.{(b + 1) * (L + 1)}.0.op')
+    _move(sd, out, 'mid_block.resnets.0', 'middle_block.0', UNET_RESNET)
+    _move(sd, out, 'mid_block.attentions.0', 'middle_block.1')
+    _move(sd, out, 'mid_block.resnets.1', 'middle_block.2', UNET_RESNET)
+    for b in range(len(config['up_block_types'])):
+        has_attn = any(k.startswith(f'up_blocks.{b}.attentions.') for k in sd)
+        for j in range(L + 1):
+            _move(sd, out, f'up_blocks.{b}.resnets.{j}', f'output_blocks.{b * (L + 1) + j}.0', UNET_RESNET)
+            _move(sd, out, f'up_blocks.{b}.attentions.{j}', f'output_blocks.{b * (L + 1) + j}.1')
+        _move(sd, out, f'up_blocks.{b}.upsamplers.0.conv', f'output_blocks.{b * (L + 1) + L}.{2 if has_attn else 1}.conv')
+    if sd: raise CheckpointError(f"No original-layout name for {len(sd)} UNet weights, e.g. {sorted(sd)[:3]}.")
+    return {f'model.diffusion_model.{k}': v for k, v in out.items()}
+
+# %% ../nbs/05a_export.ipynb #b7f48418
+VAE_ATTN = {'group_norm': 'norm', 'to_q': 'q', 'to_k': 'k', 'to_v': 'v', 'to_out': 'proj_out'}
+VAE_FIXED = {'encoder.conv_norm_out': 'encoder.norm_out', 'decoder.conv_norm_out': 'decoder.norm_out'}
+
+def _vae_mid(sd, out, part):
+    for k in range(2): _move(sd, out, f'{part}.mid_block.resnets.{k}', f'{part}.mid.block_{k + 1}', {'conv_shortcut': 'nin_shortcut'})
+    attn = {}
+    _move(sd, attn, f'{part}.mid_block.attentions.0', f'{part}.mid.attn_1', VAE_ATTN)
+    for k, v in attn.items():              # the original uses 1x1 convolutions where diffusers uses linear layers
+        k = k.replace('proj_out.0.', 'proj_out.')
+        out[k] = v[:, :, None, None] if v.ndim == 2 else v
+
+def vae_to_ldm(sd: dict, config) -> dict:
+    "diffusers AutoencoderKL weights -> the original `first_stage_model.` layout."
+    sd, out, n = dict(sd), {}, len(config['down_block_types'])
+    for old, new in VAE_FIXED.items(): _move(sd, out, old, new)
+    for i in range(n):
+        _move(sd, out, f'encoder.down_blocks.{i}.resnets', f'encoder.down.{i}.block')
+        _move(sd, out, f'encoder.down_blocks.{i}.downsamplers.0.conv', f'encoder.down.{i}.downsample.conv')
+        _move(sd, out, f'decoder.up_blocks.{i}.resnets', f'decoder.up.{n - 1 - i}.block')
+        _move(sd, out, f'decoder.up_blocks.{i}.upsamplers.0.conv', f'decoder.up.{n - 1 - i}.upsample.conv')
+    for part in ('encoder', 'decoder'): _vae_mid(sd, out, part)
+    out = {k.replace('.conv_shortcut.', '.nin_shortcut.'): v for k, v in out.items()}
+    out.update(sd)                          # conv_in/conv_out/quant_conv/post_quant_conv keep their names
+    return {f'first_stage_model.{k}': v for k, v in out.items()}
+
+def text_to_ldm(sd: dict) -> dict:
+    "CLIP text encoder weights -> `cond_stage_model.transformer.text_model.…`."
+    return {f"cond_stage_model.transformer.{_classic('text_encoder', k)}": v for k, v in sd.items()}
+
+# %% ../nbs/05a_export.ipynb #71be5655
+def single_file_state(backbone) -> dict:
+    "The whole model as one state dict in the original Stable Diffusion layout."
+    return (unet_to_ldm(backbone.unet.state_dict(), backbone.unet.config) | vae_to_ldm(backbone.vae.state_dict(), backbone.vae.config)
+            | text_to_ldm(backbone.text_encoder.state_dict()))
+
+def _base_folder(cfg: TrainConfig, scratch: Path) -> Path:
+    "A local diffusers folder of the base model (tiny models are written out)."
+    from dreambooth_nb.backbones import resolve_model_path
+    name = cfg.base_config if Path(cfg.pretrained_model_name_or_path).is_file() else cfg.pretrained_model_name_or_path
+    if name.startswith('tiny:'): return load_backbone(name).save_pretrained(scratch / 'base')
+    return resolve_model_path(name)
+
+def export_single_file(run, out, checkpoint: str = 'latest', dtype: str = 'fp32') -> Path:
+    "Write model.safetensors in the original SD layout; checked with diffusers' from_single_file(path, config=BASE)."
+    from diffusers import StableDiffusionPipeline
+    folder = checkpoint_dir(run, checkpoint); cfg = TrainConfig.from_yaml(folder / 'config.yaml')
+    trained, manifest = load_trained(folder)
+    if manifest['mode'] == 'lora': merge_lora(trained)
+    tmp = _staging(out)
+    save_file({k: v.detach().to(_dtype(dtype)).contiguous() for k, v in single_file_state(trained).items()}, tmp / 'model.safetensors')
+    with tempfile.TemporaryDirectory() as scratch:
+        pipe = StableDiffusionPipeline.from_single_file(str(tmp / 'model.safetensors'), config=str(_base_folder(cfg, Path(scratch))),
+                                                        torch_dtype=torch.float32)
+        check_step(trained, pipe, cfg.fill(cfg.instance_prompt), tol=1e-3 if dtype == 'fp32' else 2e-2)
+    load = (f"pipe = StableDiffusionPipeline.from_single_file('{Path(out).name}/model.safetensors', config='{cfg.pretrained_model_name_or_path}')\\n"
+            f"# A1111: copy model.safetensors into models/Stable-diffusion; ComfyUI: into models/checkpoints")
+    return _publish(tmp, out, cfg, model_card(cfg, manifest, f'single file, original SD layout ({dtype})', load))

@@ -8,7 +8,7 @@ import json, shutil, warnings
 from pathlib import Path
 import torch
 from .config import ConfigError, TrainConfig, preset, validate, atomic_write_text
-from .backbones import load_backbone, tiny
+from .backbones import load_base, tiny
 from .data import check_identifier, find_images, sample_subject_dir, subject_data
 from .priors import generate_priors
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, read_metrics, tracker_config
@@ -102,7 +102,7 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     _warn_all(validate(cfg))
     find_images(cfg.instance_data_dir or sample_subject_dir())          # bad input fails before anything is written
     accelerator = make_accelerator(cfg)
-    backbone = load_backbone(cfg.pretrained_model_name_or_path, device=accelerator.device)
+    backbone = load_base(cfg, device=accelerator.device)
     _warn_all(check_identifier(backbone.tokenizer, cfg.identifier))
     run_dir = prepare_run_dir(cfg.output_dir, overwrite) if accelerator.is_main_process else Path(cfg.output_dir)
     if accelerator.is_main_process: cfg.to_yaml(run_dir / 'config.yaml')

@@ -13,7 +13,7 @@ from .training import Callback
 
 # %% auto #0
 __all__ = ['EVAL_PROMPTS', 'LIVE_CLASSES', 'check_size', 'generate', 'set_lora_scale', 'image_grid', 'save_png', 'compare_grid',
-           'eval_prompts', 'SampleCallback']
+           'eval_prompts', 'log_grid', 'SampleCallback']
 
 # %% ../nbs/06_sampling.ipynb #63546188
 def check_size(width: int, height: int, multiple: int = 8, max_pixels: int = 4 * 1024 * 1024):
@@ -113,6 +113,16 @@ def eval_prompts(class_name: str, kind: str | None = None) -> list[str]:
     return list(EVAL_PROMPTS[kind or ('live' if class_name in LIVE_CLASSES else 'object')])
 
 # %% ../nbs/06_sampling.ipynb #d1f49b48
+def log_grid(accelerator, grid: Image.Image, step: int) -> int:
+    "Send a grid to every accelerate tracker that logs images; returns how many took it."
+    import numpy as np
+    n = 0
+    for tracker in accelerator.trackers:
+        if hasattr(tracker, 'log_images'):
+            tracker.log_images({'samples': np.asarray(grid)[None]}, step=step); n += 1
+    return n
+
+# %% ../nbs/06_sampling.ipynb #eed61421
 class SampleCallback(Callback):
     "Render prompts x seeds into run/samples/step-NNNNNN.png every `every` steps and at the end."
     order = 40
@@ -131,6 +141,7 @@ class SampleCallback(Callback):
         imgs = generate(t.backbone, self.prompts, self.seeds, **self.kw)
         grid = image_grid(imgs, len(self.prompts), len(self.seeds), self.prompts, [f'seed {s}' for s in self.seeds])
         self.written.append(save_png(grid, self.dir / f'step-{t.step:06d}.png'))
+        log_grid(t.accelerator, grid, t.step)
 
     def after_step(self):
         if self.trainer.step % self.every == 0: self.render()

@@ -51,3 +51,23 @@ def test_lora_extracted_from_a_full_run(runs, tmp_path):
 def test_export_of_a_missing_run_is_a_clean_error(tmp_path):
     res = run_cli('export', '--run', tmp_path / 'nope', '--format', 'diffusers')
     assert res.returncode == 2 and 'does not exist' in res.stderr and 'Traceback' not in res.stderr
+
+def test_single_file_loads_with_from_single_file_and_as_a_base(runs, tmp_path):
+    from dreambooth_nb.checkpoint import load_trained
+    res = run_cli('export', '--run', runs / 'full', '--format', 'single-file', '--out', tmp_path / 'sf')
+    assert res.returncode == 0, res.stderr[-2000:]
+    pipe = StableDiffusionPipeline.from_single_file(str(tmp_path / 'sf' / 'model.safetensors'), config=str(runs / 'full' / 'base-model'))
+    trained, _ = load_trained(runs / 'full')
+    torch.testing.assert_close(_one_step(pipe.unet, pipe.text_encoder, pipe.tokenizer),
+                               _one_step(trained.unet, trained.text_encoder, trained.tokenizer))
+    # a new run can start from the single file
+    res = run_cli('train', '--pretrained_model_name_or_path', tmp_path / 'sf' / 'model.safetensors', '--base_config',
+                  runs / 'full' / 'base-model', '--resolution', '64', '--max_train_steps', '1', '--output_dir', tmp_path / 'r2',
+                  '--validation_steps', '10', '--num_inference_steps', '1', '--num_validation_images', '1')
+    assert res.returncode == 0, res.stderr[-2000:]
+
+def test_pickled_base_model_is_refused_without_trust(tmp_path):
+    (tmp_path / 'model.ckpt').write_bytes(b'\x80\x04 not unpickled')
+    res = run_cli('train', '--pretrained_model_name_or_path', tmp_path / 'model.ckpt', '--output_dir', tmp_path / 'r')
+    assert res.returncode == 2 and 'pickled checkpoint' in res.stderr and 'Traceback' not in res.stderr
+    assert not (tmp_path / 'r').exists()
