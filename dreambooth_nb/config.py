@@ -234,9 +234,9 @@ PRESETS = {
                  prior_num_inference_steps=10, num_inference_steps=10, guidance_scale=3.0, checkpointing_steps=100,
                  checkpoints_total_limit=2, validation_steps=100, num_validation_images=3, seed=0),
     'sd15-t4': dict(pretrained_model_name_or_path='stable-diffusion-v1-5/stable-diffusion-v1-5', resolution=512,
-                    max_train_steps=800, learning_rate=2e-6, train_text_encoder=True, mixed_precision='fp16',
+                    max_train_steps=800, learning_rate=2e-6, train_text_encoder=False, mixed_precision='fp16',
                     gradient_checkpointing=True, use_8bit_adam=True, with_prior_preservation=True, num_class_images=200,
-                    checkpointing_steps=200),
+                    checkpointing_steps=200, checkpoints_total_limit=2),
 }
 
 def preset(name: str, **overrides) -> TrainConfig:

@@ -502,9 +502,10 @@ MODEL_CHOICES = ('fine-tuned', 'base', 'both')
 # %% ../nbs/08_widgets.ipynb #b5f954e8
 class SamplePanel(Panel):
     "Prompt, seeds and settings -> a grid from a checkpoint, the base model, or both."
-    def __init__(self, run_dir=None):
+    def __init__(self, run_dir=None, fallback_config=None):
         super().__init__()
         self.run_dir, self.models, self.images = None, {}, []
+        self.fallback_config = fallback_config or (lambda: TrainConfig(output_dir=str(self.run_dir)))
         wide = dict(layout=W.Layout(width='46em'), style=dict(description_width='10em'))
         self.prompt = W.Textarea(description='prompt', **wide)
         self.negative_prompt = W.Text(description='negative prompt', **wide)
@@ -537,7 +538,7 @@ def run_config(self: SamplePanel) -> TrainConfig | None:
 def set_run_dir(self: SamplePanel, run_dir):
     "Point the panel at a run: its checkpoints, and defaults from its config."
     self.run_dir = Path(run_dir).expanduser()
-    cfg = self.run_config() or TrainConfig(output_dir=str(self.run_dir))
+    cfg = self.run_config() or self.fallback_config()     # a run not started yet: the form's (or the default) config
     self.prompt.value = cfg.validation_prompt or cfg.instance_prompt
     self.base_model.value, self.steps.value, self.guidance.value = cfg.pretrained_model_name_or_path, cfg.num_inference_steps, cfg.guidance_scale
     self.width.value = self.height.value = cfg.resolution
@@ -555,7 +556,7 @@ def refresh(self: SamplePanel):
 @patch
 def request(self: SamplePanel) -> dict:
     "The generation request the form describes; `DreamBoothError` for bad input."
-    cfg = self.run_config() or TrainConfig()
+    cfg = self.run_config() or self.fallback_config()
     prompts = [cfg.fill(p.strip()) for p in self.prompt.value.splitlines() if p.strip()]
     if not prompts: raise ConfigError("The prompt is empty: write one prompt per line, e.g. 'a photo of {identifier} {class_name} on a beach'.")
     seeds = parse_seeds(self.seeds.value); check_size(self.width.value, self.height.value)
@@ -604,7 +605,7 @@ class Studio(W.Tab):
     def __init__(self, run_dir=None, plot_every: int = 10):
         form = ConfigForm(run_dir)
         self.train, self.priors = TrainPanel(form=form, plot_every=plot_every), PriorsPanel(form=form)
-        self.sample = SamplePanel(form.config().output_dir)
+        self.sample = SamplePanel(form.config().output_dir, fallback_config=form.config)
         super().__init__(children=[self.train, self.priors, self.sample], titles=('Train', 'Class priors', 'Sample'))
         self.add_class('dbnb-studio')
         self.observe(self._on_tab, 'selected_index')
@@ -614,7 +615,7 @@ class Studio(W.Tab):
         out = Path(self.train.config().output_dir).expanduser()
         if change.new == 1 and not self.priors.busy: self.priors.show_bank()
         if change.new == 2 and not self.sample.busy:
-            if out != self.sample.run_dir: self.sample.set_run_dir(out)
+            if out != self.sample.run_dir or self.sample.run_config() is None: self.sample.set_run_dir(out)
             else: self.sample.refresh()
 
 def studio(run_dir=None, plot_every: int = 10) -> Studio:
