@@ -20,9 +20,9 @@ from .config import ModelError
 # %% auto #0
 __all__ = ['TINY_WORDS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER', 'TINY_FAMILIES', 'SMALL_UNET', 'SMALL_VAE',
            'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS', 'TEXT_LORA_TARGETS', 'SCHEDULERS', 'PIPELINE_FAMILIES',
-           'SNAPSHOT_PATTERNS', 'PICKLED_SUFFIXES', 'Backbone', 'bytes_to_unicode', 'tiny_clip_tokenizer', 'SDBackbone',
-           'make_scheduler', 'tiny', 'resolve_model_path', 'model_family', 'load_backbone', 'load_base',
-           'load_single_file']
+           'SNAPSHOT_PATTERNS', 'PICKLED_SUFFIXES', 'Backbone', 'batch_map', 'batch_expand', 'batch_cat',
+           'bytes_to_unicode', 'tiny_clip_tokenizer', 'SDBackbone', 'make_scheduler', 'tiny', 'resolve_model_path',
+           'model_family', 'load_backbone', 'load_base', 'load_single_file']
 
 # %% ../nbs/01_backbones.ipynb #27b6f17f
 def _quiet_hf():
@@ -42,7 +42,25 @@ class Backbone:
     def pipeline(self, scheduler='dpm++'): raise NotImplementedError
     def save_pretrained(self, path): raise NotImplementedError
 
-# %% ../nbs/01_backbones.ipynb #d6e3a7b0
+# %% ../nbs/01_backbones.ipynb #8e51ef36
+def batch_map(fn, x):
+    "Apply `fn` to every tensor in a tensor / tuple / list / dict."
+    if isinstance(x, dict): return {k: batch_map(fn, v) for k, v in x.items()}
+    if isinstance(x, (tuple, list)): return type(x)(batch_map(fn, v) for v in x)
+    return fn(x)
+
+def batch_expand(x, n: int):
+    "Repeat a batch-of-one (tensor or structure of tensors) to `n` rows without copying."
+    return batch_map(lambda t: t.expand(n, *t.shape[1:]), x)
+
+def batch_cat(xs: list):
+    "Concatenate a list of like-structured batches along the batch dimension."
+    first = xs[0]
+    if isinstance(first, dict): return {k: batch_cat([x[k] for x in xs]) for k in first}
+    if isinstance(first, (tuple, list)): return type(first)(batch_cat([x[i] for x in xs]) for i in range(len(first)))
+    return torch.cat(xs)
+
+# %% ../nbs/01_backbones.ipynb #e2ad1205
 def bytes_to_unicode() -> dict[int, str]:
     "GPT-2/CLIP's reversible map from bytes to printable unicode characters."
     bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + list(range(ord('®'), ord('ÿ') + 1))
@@ -54,7 +72,7 @@ def bytes_to_unicode() -> dict[int, str]:
 TINY_WORDS = ('a an the photo picture of in on at with and style image dog cat backpack teapot toy duck '
               'red blue moon beach snow city forest olis zwx vvt sks').split()
 
-# %% ../nbs/01_backbones.ipynb #6bee10d4
+# %% ../nbs/01_backbones.ipynb #ec054854
 def _add_word(vocab: dict, merges: list, word: str):
     "Add `word` as one token, with the merges that build it left to right."
     parts = list(word); parts[-1] += '</w>'
@@ -72,7 +90,7 @@ def tiny_clip_tokenizer(words=TINY_WORDS, model_max_length: int = 77) -> CLIPTok
     for special in ('<|startoftext|>', '<|endoftext|>'): vocab[special] = len(vocab)
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
 
-# %% ../nbs/01_backbones.ipynb #cd1b95c0
+# %% ../nbs/01_backbones.ipynb #c58e0933
 TINY_UNET = dict(block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
                  down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
                  cross_attention_dim=32, attention_head_dim=(2, 4), norm_num_groups=32)
@@ -84,7 +102,7 @@ SD_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_li
                     clip_sample=False, steps_offset=1)
 TINY_FAMILIES = {'sd15': 'epsilon', 'sd21': 'v_prediction'}
 
-# %% ../nbs/01_backbones.ipynb #c58e0933
+# %% ../nbs/01_backbones.ipynb #463ff722
 SMALL_UNET = dict(block_out_channels=(64, 128, 256, 256), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
                   cross_attention_dim=512, attention_head_dim=8, norm_num_groups=32)
 SMALL_VAE = dict(block_out_channels=(32, 64, 128, 128), layers_per_block=1, in_channels=3, out_channels=3, latent_channels=4,
@@ -93,7 +111,7 @@ SMALL_TEXT = dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8
                   max_position_embeddings=77, projection_dim=512, layer_norm_eps=1e-5)
 TINY_SIZES = {'tiny': (TINY_UNET, TINY_VAE, TINY_TEXT), 'small': (SMALL_UNET, SMALL_VAE, SMALL_TEXT)}
 
-# %% ../nbs/01_backbones.ipynb #463ff722
+# %% ../nbs/01_backbones.ipynb #bfeea3e8
 class SDBackbone(Backbone):
     "Stable Diffusion 1.x/2.x: CLIP text encoder, AutoencoderKL, UNet2DConditionModel (epsilon or v-prediction)."
     family = 'sd'
@@ -121,7 +139,7 @@ class SDBackbone(Backbone):
         for m in self.modules().values(): m.to(**kw)
         return self
 
-# %% ../nbs/01_backbones.ipynb #bfeea3e8
+# %% ../nbs/01_backbones.ipynb #309dfaf0
 @patch
 def tokenize(self: SDBackbone, prompts) -> torch.Tensor:
     "Token ids, padded and truncated to the tokenizer's length."
@@ -129,10 +147,10 @@ def tokenize(self: SDBackbone, prompts) -> torch.Tensor:
                           truncation=True, return_tensors='pt').input_ids
 
 @patch
-def encode_prompt(self: SDBackbone, prompts=None, input_ids=None, text_encoder=None) -> torch.Tensor:
-    "Prompts (or token ids) -> last hidden state; `text_encoder` overrides the module (a wrapped copy in training)."
+def encode_prompt(self: SDBackbone, prompts=None, input_ids=None, modules: dict | None = None) -> torch.Tensor:
+    "Prompts (or token ids) -> last hidden state; `modules` may replace the text encoder (a wrapped copy in training)."
     if input_ids is None: input_ids = self.tokenize(prompts)
-    return (text_encoder or self.text_encoder)(input_ids.to(self.text_encoder.device))[0]
+    return (modules or {}).get('text_encoder', self.text_encoder)(input_ids.to(self.text_encoder.device))[0]
 
 @patch
 def encode_images(self: SDBackbone, pixels: torch.Tensor) -> torch.Tensor:
@@ -141,7 +159,7 @@ def encode_images(self: SDBackbone, pixels: torch.Tensor) -> torch.Tensor:
         dist = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist
     return dist.mean * self.vae.config.scaling_factor
 
-# %% ../nbs/01_backbones.ipynb #309dfaf0
+# %% ../nbs/01_backbones.ipynb #91eec614
 @patch
 def noise_and_target(self: SDBackbone, latents, generator=None, offset_noise: float = 0.0):
     "Noisy latents, timesteps and the training target for `latents`."
@@ -158,11 +176,11 @@ def noise_and_target(self: SDBackbone, latents, generator=None, offset_noise: fl
     return noisy, timesteps, target
 
 @patch
-def predict(self: SDBackbone, noisy, timesteps, cond, unet=None):
-    "The UNet's prediction for `noisy` at `timesteps` under `cond`; `unet` overrides the module (a wrapped copy in training)."
-    return (unet or self.unet)(noisy, timesteps, encoder_hidden_states=cond, return_dict=False)[0]
+def predict(self: SDBackbone, noisy, timesteps, cond, modules: dict | None = None):
+    "The UNet's prediction for `noisy` at `timesteps` under `cond`; `modules` may replace the UNet (a wrapped copy)."
+    return (modules or {}).get('unet', self.unet)(noisy, timesteps, encoder_hidden_states=cond, return_dict=False)[0]
 
-# %% ../nbs/01_backbones.ipynb #91eec614
+# %% ../nbs/01_backbones.ipynb #5f0e0a24
 UNET_LORA_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0']
 TEXT_LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'out_proj']
 
@@ -182,7 +200,7 @@ def trainable_modules(self: SDBackbone, mode='full', train_text_encoder=False, r
     for m in mods.values(): m.train()
     return mods
 
-# %% ../nbs/01_backbones.ipynb #5f0e0a24
+# %% ../nbs/01_backbones.ipynb #2f242c52
 SCHEDULERS = {'dpm++': DPMSolverMultistepScheduler, 'ddim': DDIMScheduler, 'euler_a': EulerAncestralDiscreteScheduler,
               'unipc': UniPCMultistepScheduler, 'ddpm': DDPMScheduler}
 
@@ -200,6 +218,11 @@ def pipeline(self: SDBackbone, scheduler: str = 'dpm++') -> StableDiffusionPipel
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
+@patch(cls_method=True)
+def from_pipeline(cls: SDBackbone, pipe, name: str = 'pipeline') -> SDBackbone:
+    "A backbone over the components of a loaded diffusers pipeline (to compare an export with the trained model)."
+    return cls(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, DDPMScheduler.from_config(pipe.scheduler.config), name=name)
+
 @patch
 def save_pretrained(self: SDBackbone, path) -> Path:
     "Write a diffusers folder that `StableDiffusionPipeline.from_pretrained` loads (safetensors)."
@@ -208,7 +231,7 @@ def save_pretrained(self: SDBackbone, path) -> Path:
     pipe.save_pretrained(path, safe_serialization=True)
     return Path(path)
 
-# %% ../nbs/01_backbones.ipynb #2f242c52
+# %% ../nbs/01_backbones.ipynb #6fddbc45
 def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
     "A Stable Diffusion backbone with random weights and an in-memory tokenizer (offline; 'tiny' builds in < 1 s)."
     if family not in TINY_FAMILIES: raise ModelError(f"Unknown tiny family {family!r}; choose one of {', '.join(TINY_FAMILIES)}.")
@@ -223,12 +246,12 @@ def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
     return SDBackbone(UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg), CLIPTextModel(text_cfg), tokenizer,
                       DDPMScheduler(**SD_SCHEDULER, prediction_type=TINY_FAMILIES[family]), name=name)
 
-# %% ../nbs/01_backbones.ipynb #63172d10
+# %% ../nbs/01_backbones.ipynb #5a259aa1
 PIPELINE_FAMILIES = {'StableDiffusionPipeline': SDBackbone}
 SNAPSHOT_PATTERNS = ['model_index.json', '*/config.json', 'scheduler/*.json', 'tokenizer/*',
                      'unet/*.safetensors', 'vae/*.safetensors', 'text_encoder/*.safetensors']
 
-# %% ../nbs/01_backbones.ipynb #8d3aacc7
+# %% ../nbs/01_backbones.ipynb #12c63595
 def _offline() -> bool: return os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes')
 
 def resolve_model_path(path_or_id: str) -> Path:
@@ -248,7 +271,7 @@ def resolve_model_path(path_or_id: str) -> Path:
         raise ModelError(f"Model {path_or_id!r} is not cached and could not be downloaded ({type(e).__name__}). "
                          f"Check the id and your network, run `hf download {path_or_id}` where the Hub is reachable, or pass a local diffusers folder.") from None
 
-# %% ../nbs/01_backbones.ipynb #5a259aa1
+# %% ../nbs/01_backbones.ipynb #67b4533c
 def model_family(path: Path):
     "The adapter class for a diffusers folder, from its model_index.json."
     index = Path(path) / 'model_index.json'
@@ -260,7 +283,7 @@ def model_family(path: Path):
         raise ModelError(f"{index} describes a {cls_name}; supported: {', '.join(PIPELINE_FAMILIES)}.")
     return PIPELINE_FAMILIES[cls_name]
 
-# %% ../nbs/01_backbones.ipynb #12c63595
+# %% ../nbs/01_backbones.ipynb #fb5e9b16
 @patch(cls_method=True)
 def from_pretrained(cls: SDBackbone, path, dtype=torch.float32, device='cpu', name=None) -> SDBackbone:
     "Load the components of a local Stable Diffusion folder (safetensors only)."
@@ -292,7 +315,7 @@ def load_base(cfg, dtype=torch.float32, device='cpu') -> Backbone:
     "The base model a config names (with its single-file settings)."
     return load_backbone(cfg.pretrained_model_name_or_path, dtype, device, cfg.base_config, cfg.trust_pickled_weights)
 
-# %% ../nbs/01_backbones.ipynb #fb5e9b16
+# %% ../nbs/01_backbones.ipynb #63e63c3b
 PICKLED_SUFFIXES = ('.ckpt', '.bin', '.pt', '.pth')
 
 def load_single_file(path, base_config: str | None, trust_pickled: bool = False, dtype=torch.float32, device='cpu') -> SDBackbone:
@@ -315,12 +338,11 @@ def load_single_file(path, base_config: str | None, trust_pickled: bool = False,
     return SDBackbone(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, DDPMScheduler.from_config(pipe.scheduler.config),
                       name=str(p)).to(device)
 
-# %% ../nbs/01_backbones.ipynb #f7aa1151
+# %% ../nbs/01_backbones.ipynb #6165b0c8
 @patch
 def config_hash(self: SDBackbone) -> str:
     "A short hash of the component configs and the tokenizer vocabulary size."
-    cfgs = {k: dict(m.config) for k, m in self.modules().items() if k != 'text_encoder'}
-    cfgs['text_encoder'] = self.text_encoder.config.to_dict()
+    cfgs = {k: (m.config.to_dict() if hasattr(m.config, 'to_dict') else dict(m.config)) for k, m in self.modules().items()}
     cfgs['vocab'] = len(self.tokenizer)
     cfgs['scheduler'] = dict(self.noise_scheduler.config)
     text = json.dumps(cfgs, sort_keys=True, default=str)

@@ -29,9 +29,10 @@ def _one_step_inputs(backbone, prompt: str, seed: int = 0):
 def check_step(trained, pipe, prompt: str, tol: float = 1e-3) -> float:
     "Max abs difference of one denoising step between the trained backbone and a diffusers pipeline; raises above `tol`."
     latents, t, ids = _one_step_inputs(trained, prompt)
+    loaded = type(trained).from_pipeline(pipe)
     with torch.no_grad():
         ours = trained.predict(latents, t, trained.encode_prompt(input_ids=ids))
-        theirs = pipe.unet(latents, t, encoder_hidden_states=pipe.text_encoder(ids)[0]).sample
+        theirs = loaded.predict(latents, t, loaded.encode_prompt(input_ids=ids))
     diff = float((ours.float() - theirs.float()).abs().max())
     scale = float(ours.abs().max()) or 1.0
     if diff > tol * max(scale, 1.0):

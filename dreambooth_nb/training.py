@@ -16,6 +16,7 @@ from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
 from .config import ConfigError, TrainConfig, train_steps
 from .data import SubjectData, batch_indices, flip_mask
+from .backbones import batch_cat, batch_expand, batch_map
 
 # %% auto #0
 __all__ = ['HALF', 'TRACKER_PACKAGES', 'CancelStepException', 'CancelFitException', 'Callback', 'run_callbacks', 'with_events',
@@ -170,7 +171,7 @@ def _prepare_text(self: Trainer):
     bb, d = self.backbone, self.data
     prompts = {'instance': d.instance_prompt} | ({'class': d.class_prompt} if d.with_prior else {})
     if self.cfg.train_text_encoder or not self.cfg.pre_compute_text_embeddings:
-        self.text = {k: ('ids', bb.tokenize([p]).to(self.accelerator.device)) for k, p in prompts.items()}
+        self.text = {k: ('ids', batch_map(lambda t: t.to(self.accelerator.device), bb.tokenize([p]))) for k, p in prompts.items()}
     else:
         with torch.no_grad(): self.text = {k: ('emb', bb.encode_prompt([p])) for k, p in prompts.items()}
 
@@ -207,8 +208,8 @@ def _latents(self: Trainer, kind: str, idx, flips):
 @patch
 def _cond(self: Trainer, kind: str, n: int):
     how, value = self.text[kind]
-    if how == 'emb': return value.expand(n, -1, -1)
-    return self.backbone.encode_prompt(input_ids=value.expand(n, -1), text_encoder=self.models.get('text_encoder'))
+    if how == 'emb': return batch_expand(value, n)
+    return self.backbone.encode_prompt(input_ids=batch_expand(value, n), modules=self.models)
 
 @patch
 def micro_batch(self: Trainer, micro: int):
@@ -222,7 +223,7 @@ def micro_batch(self: Trainer, micro: int):
         idx = batch_indices(sizes[kind], bs, index, seed + 7919 * j)
         latents.append(self._latents(kind, idx, flip_mask(bs, index, seed + j, cfg.random_flip)))
         conds.append(self._cond(kind, bs))
-    return torch.cat(latents).to(acc.device), torch.cat(conds), bs
+    return torch.cat(latents).to(acc.device), batch_cat(conds), bs
 
 # %% ../nbs/04_training.ipynb #15960494
 @patch
@@ -231,7 +232,7 @@ def compute_loss(self: Trainer, micro: int):
     latents, cond, n_instance = self.micro_batch(micro)
     g = torch.Generator(acc.device).manual_seed(cfg.seed * 1_000_003 + micro * acc.num_processes + acc.process_index)
     noisy, timesteps, target = bb.noise_and_target(latents, generator=g, offset_noise=cfg.offset_noise)
-    pred = bb.predict(noisy, timesteps, cond.to(noisy.dtype), unet=self.models['unet'])
+    pred = bb.predict(noisy, timesteps, batch_map(lambda c: c.to(noisy.dtype), cond), modules=self.models)
     weights = snr_weights(bb.noise_scheduler, timesteps, cfg.snr_gamma)
     return dreambooth_loss(pred, target, n_instance, cfg.prior_loss_weight, weights)
 
