@@ -233,8 +233,11 @@ def save_pretrained(self: SDBackbone, path) -> Path:
 
 # %% ../nbs/01_backbones.ipynb #6fddbc45
 def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
-    "A Stable Diffusion backbone with random weights and an in-memory tokenizer (offline; 'tiny' builds in < 1 s)."
-    if family not in TINY_FAMILIES: raise ModelError(f"Unknown tiny family {family!r}; choose one of {', '.join(TINY_FAMILIES)}.")
+    "A backbone with random weights and in-memory tokenizers (offline; 'tiny' builds in < 1 s); sd15, sd21 or sdxl."
+    if family == 'sdxl':
+        from dreambooth_nb.sdxl import tiny_sdxl            # its own notebook; imported when asked for
+        return tiny_sdxl(seed)
+    if family not in TINY_FAMILIES: raise ModelError(f"Unknown tiny family {family!r}; choose one of {', '.join(TINY_FAMILIES)}, sdxl.")
     if size not in TINY_SIZES: raise ModelError(f"Unknown size {size!r}; choose one of {', '.join(TINY_SIZES)}.")
     unet_cfg, vae_cfg, text = TINY_SIZES[size]
     tokenizer = tiny_clip_tokenizer()
@@ -247,7 +250,7 @@ def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
                       DDPMScheduler(**SD_SCHEDULER, prediction_type=TINY_FAMILIES[family]), name=name)
 
 # %% ../nbs/01_backbones.ipynb #5a259aa1
-PIPELINE_FAMILIES = {'StableDiffusionPipeline': SDBackbone}
+PIPELINE_FAMILIES = {'StableDiffusionPipeline': SDBackbone, 'StableDiffusionXLPipeline': 'dreambooth_nb.sdxl:SDXLBackbone'}
 SNAPSHOT_PATTERNS = ['model_index.json', '*/config.json', 'scheduler/*.json', 'tokenizer/*',
                      'unet/*.safetensors', 'vae/*.safetensors', 'text_encoder/*.safetensors']
 
@@ -281,7 +284,12 @@ def model_family(path: Path):
     cls_name = json.loads(index.read_text()).get('_class_name')
     if cls_name not in PIPELINE_FAMILIES:
         raise ModelError(f"{index} describes a {cls_name}; supported: {', '.join(PIPELINE_FAMILIES)}.")
-    return PIPELINE_FAMILIES[cls_name]
+    family = PIPELINE_FAMILIES[cls_name]
+    if isinstance(family, str):                           # adapters in later notebooks are imported on demand
+        import importlib
+        module, _, name = family.partition(':')
+        family = getattr(importlib.import_module(module), name)
+    return family
 
 # %% ../nbs/01_backbones.ipynb #fb5e9b16
 @patch(cls_method=True)

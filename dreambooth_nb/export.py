@@ -14,10 +14,10 @@ from .backbones import load_backbone, load_base
 from .checkpoint import checkpoint_dir, load_trained
 
 # %% auto #0
-__all__ = ['DTYPES', 'EXTRACT_TARGETS', 'LORA_FORMATS', 'UNET_RESNET', 'UNET_FIXED', 'VAE_ATTN', 'VAE_FIXED', 'check_step',
-           'model_card', 'merge_lora', 'export_diffusers', 'lora_state_dicts', 'diffusers_lora_keys', 'kohya_lora_keys',
-           'extract_lora', 'with_lora', 'export_lora', 'unet_to_ldm', 'vae_to_ldm', 'text_to_ldm', 'single_file_state',
-           'export_single_file']
+__all__ = ['DTYPES', 'KOHYA_PREFIXES', 'KOHYA_SDXL_PREFIXES', 'EXTRACT_TARGETS', 'LORA_FORMATS', 'UNET_RESNET', 'UNET_FIXED',
+           'VAE_ATTN', 'VAE_FIXED', 'check_step', 'model_card', 'merge_lora', 'export_diffusers', 'lora_state_dicts',
+           'diffusers_lora_keys', 'kohya_lora_keys', 'extract_lora', 'with_lora', 'export_lora', 'unet_to_ldm',
+           'vae_to_ldm', 'text_to_ldm', 'single_file_state', 'export_single_file']
 
 # %% ../nbs/05a_export.ipynb #43ebbee3
 def _one_step_inputs(backbone, prompt: str, seed: int = 0):
@@ -85,16 +85,16 @@ def _dtype(name: str):
 
 # %% ../nbs/05a_export.ipynb #8bd0f352
 def export_diffusers(run, out, checkpoint: str = 'latest', dtype: str = 'fp32') -> Path:
-    "Write a folder `DiffusionPipeline.from_pretrained` loads; checked against the trained model."
-    from diffusers import StableDiffusionPipeline
+    "Write a folder `DiffusionPipeline.from_pretrained` loads (SD or SDXL); checked against the trained model."
+    from diffusers import DiffusionPipeline
     folder = checkpoint_dir(run, checkpoint); cfg = TrainConfig.from_yaml(folder / 'config.yaml')
     trained, manifest = load_trained(folder)
     if manifest['mode'] == 'lora': merge_lora(trained)
     tmp = _staging(out)
     trained.save_pretrained(tmp)
-    check_step(trained, StableDiffusionPipeline.from_pretrained(tmp), cfg.fill(cfg.instance_prompt))
+    check_step(trained, DiffusionPipeline.from_pretrained(tmp), cfg.fill(cfg.instance_prompt))
     if dtype != 'fp32': trained.to(dtype=_dtype(dtype)).save_pretrained(tmp)
-    load = (f"from diffusers import StableDiffusionPipeline\npipe = StableDiffusionPipeline.from_pretrained('{Path(out).name}')\n"
+    load = (f"from diffusers import DiffusionPipeline\npipe = DiffusionPipeline.from_pretrained('{Path(out).name}')\n"
             f"pipe('{cfg.fill(cfg.instance_prompt)} on the beach').images[0]")
     return _publish(tmp, out, cfg, model_card(cfg, manifest, f'diffusers folder ({dtype})', load))
 
@@ -127,11 +127,14 @@ def _classic(module: str, key: str) -> str:
 def diffusers_lora_keys(sds: dict) -> dict:
     return {f'{m}.{_classic(m, k)}': v for m, sd in sds.items() for k, v in sd.items()}
 
+KOHYA_PREFIXES = {'unet': 'lora_unet_', 'text_encoder': 'lora_te_'}
+KOHYA_SDXL_PREFIXES = {'unet': 'lora_unet_', 'text_encoder': 'lora_te1_', 'text_encoder_2': 'lora_te2_'}
+
 def kohya_lora_keys(sds: dict) -> dict:
-    "kohya/A1111/ComfyUI names: lora_unet_<path>.lora_down/up.weight and .alpha (= rank: the scale is folded in)."
-    out = {}
+    "kohya/A1111/ComfyUI names: lora_unet_<path>.lora_down/up.weight and .alpha (= rank: the scale is folded in); SDXL: lora_te1_/lora_te2_."
+    out, prefixes = {}, KOHYA_SDXL_PREFIXES if 'text_encoder_2' in sds else KOHYA_PREFIXES
     for m, sd in sds.items():
-        prefix = 'lora_unet_' if m == 'unet' else 'lora_te_'
+        prefix = prefixes[m]
         for k, v in sd.items():
             path, kind = _classic(m, k).rsplit('.lora_', 1)
             name = prefix + path.replace('.', '_')
@@ -142,6 +145,7 @@ def kohya_lora_keys(sds: dict) -> dict:
 # %% ../nbs/05a_export.ipynb #a89a3b0b
 EXTRACT_TARGETS = {'unet': ('to_q', 'to_k', 'to_v', 'to_out.0', 'ff.net.0.proj', 'ff.net.2'),
                    'text_encoder': ('q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2')}
+EXTRACT_TARGETS['text_encoder_2'] = EXTRACT_TARGETS['text_encoder']
 
 def extract_lora(base, tuned, rank: int, modules=('unet', 'text_encoder')) -> tuple[dict, float]:
     "LoRA weights (peft key layout) approximating tuned - base by truncated SVD, and the overall relative error."
@@ -183,7 +187,8 @@ def export_lora(run, out, checkpoint: str = 'latest', fmt: str = 'diffusers', ra
     else:
         rank = rank or cfg.rank
         base = load_base(cfg)
-        sds, err = extract_lora(base, trained, rank, ('unet', 'text_encoder') if manifest['train_text_encoder'] else ('unet',))
+        texts = tuple(k for k in trained.modules() if k.startswith('text_encoder')) if manifest['train_text_encoder'] else ()
+        sds, err = extract_lora(base, trained, rank, ('unet',) + texts)
         reference, extra = with_lora(base, sds, rank), f"| extracted | rank {rank} by SVD from a full fine-tune; relative error of the weight change {err:.3f} |\n"
     filename, keys = LORA_FORMATS[fmt]
     tmp = _staging(out)
@@ -279,6 +284,8 @@ def export_single_file(run, out, checkpoint: str = 'latest', dtype: str = 'fp32'
     from diffusers import StableDiffusionPipeline
     folder = checkpoint_dir(run, checkpoint); cfg = TrainConfig.from_yaml(folder / 'config.yaml')
     trained, manifest = load_trained(folder)
+    if manifest['family'] != 'sd':
+        raise ConfigError(f"Single-file export is for Stable Diffusion 1.x/2.x; this run is {manifest['family']}. Use --format diffusers or lora.")
     if manifest['mode'] == 'lora': merge_lora(trained)
     tmp = _staging(out)
     save_file({k: v.detach().to(_dtype(dtype)).contiguous() for k, v in single_file_state(trained).items()}, tmp / 'model.safetensors')
