@@ -233,11 +233,14 @@ def save_pretrained(self: SDBackbone, path) -> Path:
 
 # %% ../nbs/01_backbones.ipynb #6fddbc45
 def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
-    "A backbone with random weights and in-memory tokenizers (offline; 'tiny' builds in < 1 s); sd15, sd21 or sdxl."
+    "A backbone with random weights and in-memory tokenizers (offline; 'tiny' builds in < 1 s); sd15, sd21, sdxl or flux2-klein."
     if family == 'sdxl':
         from dreambooth_nb.sdxl import tiny_sdxl            # its own notebook; imported when asked for
         return tiny_sdxl(seed)
-    if family not in TINY_FAMILIES: raise ModelError(f"Unknown tiny family {family!r}; choose one of {', '.join(TINY_FAMILIES)}, sdxl.")
+    if family == 'flux2-klein' or (family, size) == ('flux2', 'klein'):   # load_backbone splits 'tiny:flux2-klein' at '-'
+        from dreambooth_nb.flux2 import tiny_flux2_klein
+        return tiny_flux2_klein(seed)
+    if family not in TINY_FAMILIES: raise ModelError(f"Unknown tiny family {family!r}; choose one of {', '.join(TINY_FAMILIES)}, sdxl, flux2-klein.")
     if size not in TINY_SIZES: raise ModelError(f"Unknown size {size!r}; choose one of {', '.join(TINY_SIZES)}.")
     unet_cfg, vae_cfg, text = TINY_SIZES[size]
     tokenizer = tiny_clip_tokenizer()
@@ -250,7 +253,8 @@ def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
                       DDPMScheduler(**SD_SCHEDULER, prediction_type=TINY_FAMILIES[family]), name=name)
 
 # %% ../nbs/01_backbones.ipynb #5a259aa1
-PIPELINE_FAMILIES = {'StableDiffusionPipeline': SDBackbone, 'StableDiffusionXLPipeline': 'dreambooth_nb.sdxl:SDXLBackbone'}
+PIPELINE_FAMILIES = {'StableDiffusionPipeline': SDBackbone, 'StableDiffusionXLPipeline': 'dreambooth_nb.sdxl:SDXLBackbone',
+                     'Flux2KleinPipeline': 'dreambooth_nb.flux2:Flux2KleinBackbone'}
 SNAPSHOT_PATTERNS = ['model_index.json', '*/config.json', 'scheduler/*.json', 'tokenizer/*',
                      'unet/*.safetensors', 'vae/*.safetensors', 'text_encoder/*.safetensors']
 
