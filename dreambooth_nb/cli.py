@@ -100,6 +100,8 @@ def add_sample_parser(sub):
     s.add_argument('--lora_scale', type=float, default=None, help='LoRA strength (LoRA runs only): 0 = base, 1 = trained')
     s.add_argument('--compare', action='store_true', help='Also render the base model at the same seeds (compare.png)')
     s.add_argument('--out', default=None, help='Folder for the PNGs (default: RUN/samples/cli)')
+    s.add_argument('--ref', action='append', default=None, metavar='IMG',
+                   help='Reference image (repeatable; FLUX.2 klein only: up to 10, 4 recommended); prompts may say "image 1", "image 2"')
 
 # %% ../nbs/09_cli.ipynb #94782317
 PRIOR_FIELDS = ('pretrained_model_name_or_path', 'class_prompt', 'class_name', 'class_data_dir', 'num_class_images', 'resolution',
@@ -242,7 +244,7 @@ def cmd_sample(args) -> int:
         if manifest['mode'] != 'lora': raise ConfigError(f"--lora_scale needs a LoRA run; {folder} was trained in {manifest['mode']} mode.")
         set_lora_scale(backbone, args.lora_scale)
     kw = dict(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, width=args.width,
-              height=args.height, negative_prompt=args.negative_prompt, scheduler=args.scheduler)
+              height=args.height, negative_prompt=args.negative_prompt, scheduler=args.scheduler, ref_images=args.ref)
     images = generate(backbone, prompts, seeds, **kw)
     out = Path(args.out) if args.out else Path(args.run) / 'samples' / 'cli'
     for k, img in enumerate(images): save_png(img, out / f'{k // len(seeds):02d}-seed{seeds[k % len(seeds)]}.png')

@@ -22,7 +22,7 @@ __all__ = ['DTYPES', 'KOHYA_PREFIXES', 'KOHYA_SDXL_PREFIXES', 'EXTRACT_TARGETS',
 # %% ../nbs/05a_export.ipynb #43ebbee3
 def _one_step_inputs(backbone, prompt: str, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    size = backbone.unet.config.sample_size
+    size = backbone.native_resolution // backbone.vae_scale_factor      # the latent grid (UNet or transformer)
     latents = torch.randn(1, backbone.unet.config.in_channels, size, size, generator=g)
     return latents, torch.tensor([500]), backbone.tokenize([prompt])
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_sampling.ipynb #a798f64e
 from __future__ import annotations
-import io
+import io, warnings
 from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -12,8 +12,8 @@ from .config import ConfigError, atomic_write_bytes
 from .training import Callback
 
 # %% auto #0
-__all__ = ['EVAL_PROMPTS', 'LIVE_CLASSES', 'check_size', 'generate', 'set_lora_scale', 'image_grid', 'save_png', 'compare_grid',
-           'eval_prompts', 'log_grid', 'SampleCallback']
+__all__ = ['EVAL_PROMPTS', 'LIVE_CLASSES', 'check_size', 'generate', 'reference_images', 'set_lora_scale', 'image_grid',
+           'save_png', 'compare_grid', 'eval_prompts', 'log_grid', 'SampleCallback']
 
 # %% ../nbs/06_sampling.ipynb #63546188
 def check_size(width: int, height: int, multiple: int = 8, max_pixels: int = 4 * 1024 * 1024):
@@ -27,10 +27,11 @@ def check_size(width: int, height: int, multiple: int = 8, max_pixels: int = 4 *
 # %% ../nbs/06_sampling.ipynb #c126e5fd
 def generate(backbone, prompts, seeds=(0,), num_inference_steps: int = 25, guidance_scale: float = 7.5,
              width: int | None = None, height: int | None = None, negative_prompt: str | None = None,
-             scheduler: str = 'dpm++', batch_size: int = 4) -> list[Image.Image]:
-    "Images for every (prompt, seed) pair, prompt-major; same seed -> same image."
+             scheduler: str = 'dpm++', batch_size: int = 4, ref_images=None) -> list[Image.Image]:
+    "Images for every (prompt, seed) pair, prompt-major; same seed -> same image; `ref_images` for backbones that read references."
     width, height = width or backbone.native_resolution, height or backbone.native_resolution
-    check_size(width, height)
+    check_size(width, height, multiple=getattr(backbone, 'size_multiple', 8))
+    refs = reference_images(backbone, ref_images)
     jobs = [(p, s) for p in prompts for s in seeds]
     pipe, modes = backbone.pipeline(scheduler), {k: m.training for k, m in backbone.modules().items()}
     for m in backbone.modules().values(): m.eval()
@@ -41,11 +42,28 @@ def generate(backbone, prompts, seeds=(0,), num_inference_steps: int = 25, guida
             with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16, enabled=backbone.device.type == 'cuda'):
                 out = pipe(prompt=[p for p, _ in chunk], negative_prompt=[negative_prompt] * len(chunk) if negative_prompt else None,
                            width=width, height=height, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                           generator=[torch.Generator('cpu').manual_seed(s) for _, s in chunk], output_type='pil')
+                           generator=[torch.Generator('cpu').manual_seed(s) for _, s in chunk], output_type='pil',
+                           **({'image': refs} if refs else {}))
             images += out.images
     finally:
         for k, m in backbone.modules().items(): m.train(modes[k])
     return images
+
+# %% ../nbs/06_sampling.ipynb #55ff7663
+def reference_images(backbone, images) -> list[Image.Image] | None:
+    "Reference images (paths or PIL) checked against what `backbone` accepts; None when there are none."
+    if not images: return None
+    limit, recommended = getattr(backbone, 'max_references', 0), getattr(backbone, 'recommended_references', 0)
+    if not limit:
+        raise ConfigError(f"This {backbone.family or 'model'} backbone takes no reference images; only FLUX.2 klein samples from "
+                          f"references. Drop --ref, or train on a FLUX.2 klein base model.")
+    if len(images) > limit:
+        raise ConfigError(f"{len(images)} reference images given; {backbone.family} takes at most {limit}.")
+    if len(images) > recommended:
+        warnings.warn(f"{len(images)} reference images: {backbone.family} is specified for up to {recommended}; "
+                      f"more may work but lower quality or speed.", stacklevel=2)
+    from dreambooth_nb.data import load_image
+    return [img.convert('RGB') if isinstance(img, Image.Image) else load_image(img) for img in images]
 
 # %% ../nbs/06_sampling.ipynb #af51d422
 def set_lora_scale(backbone, scale: float) -> int:
