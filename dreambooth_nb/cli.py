@@ -191,7 +191,7 @@ def cmd_demo(args) -> int:
 def cmd_tiny(args) -> int:
     from dreambooth_nb.backbones import tiny
     path = tiny(args.family).save_pretrained(args.out)
-    print(f"Wrote a tiny {args.family} backbone (random weights) to {path}; load it with StableDiffusionPipeline.from_pretrained('{path}').")
+    print(f"Wrote a tiny {args.family} backbone (random weights) to {path}; load it with diffusers' DiffusionPipeline.from_pretrained('{path}').")
     return 0
 
 def cmd_train(args) -> int:

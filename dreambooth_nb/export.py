@@ -181,6 +181,9 @@ def export_lora(run, out, checkpoint: str = 'latest', fmt: str = 'diffusers', ra
     if fmt not in LORA_FORMATS: raise ConfigError(f"Unknown LoRA format {fmt!r}; choose one of {', '.join(LORA_FORMATS)}.")
     folder = checkpoint_dir(run, checkpoint); cfg = TrainConfig.from_yaml(folder / 'config.yaml')
     trained, manifest = load_trained(folder)
+    if manifest['family'] not in ('sd', 'sdxl') and (fmt == 'kohya' or manifest['mode'] == 'full'):
+        raise ConfigError(f"For a {manifest['family']} run only LoRA runs export a LoRA, in diffusers keys (--lora_format diffusers); "
+                          f"kohya keys and SVD extraction cover Stable Diffusion and SDXL.")
     if manifest['mode'] == 'lora':
         sds, rank, extra = lora_state_dicts(trained, (manifest['lora_alpha'] or manifest['rank']) / manifest['rank']), manifest['rank'], ''
         reference = trained
@@ -196,7 +199,7 @@ def export_lora(run, out, checkpoint: str = 'latest', fmt: str = 'diffusers', ra
     pipe = load_base(cfg).pipeline('ddpm')
     pipe.load_lora_weights(str(tmp / filename))
     check_step(reference, pipe, cfg.fill(cfg.instance_prompt), tol=1e-3 if dtype == 'fp32' else 2e-2)
-    load = (f"pipe = StableDiffusionPipeline.from_pretrained('{cfg.pretrained_model_name_or_path}')\n"
+    load = (f"pipe = DiffusionPipeline.from_pretrained('{cfg.pretrained_model_name_or_path}')\n"
             f"pipe.load_lora_weights('{Path(out).name}/{filename}')\npipe('{cfg.fill(cfg.instance_prompt)} on the beach').images[0]")
     return _publish(tmp, out, cfg, model_card(cfg, manifest, f'LoRA ({fmt} keys, rank {rank}, {dtype})', load, extra))
 

@@ -11,7 +11,7 @@ from .config import ConfigError, TrainConfig, preset, validate, atomic_write_tex
 from .backbones import load_base, tiny
 from .data import check_identifier, find_images, sample_subject_dir, subject_data
 from .priors import generate_priors
-from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, read_metrics, tracker_config
+from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, read_metrics, snr_weights, tracker_config
 from .checkpoint import CheckpointCallback, StopOnSignal, latest_checkpoint, resolve_checkpoint, resume
 from .sampling import SampleCallback
 
@@ -104,6 +104,7 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     accelerator = make_accelerator(cfg)
     backbone = load_base(cfg, device=accelerator.device)
     _warn_all(check_identifier(backbone.tokenizer, cfg.identifier))
+    if cfg.snr_gamma is not None: snr_weights(backbone.noise_scheduler, torch.zeros(1, dtype=torch.long), cfg.snr_gamma)  # flow matching refuses
     run_dir = prepare_run_dir(cfg.output_dir, overwrite) if accelerator.is_main_process else Path(cfg.output_dir)
     if accelerator.is_main_process: cfg.to_yaml(run_dir / 'config.yaml')
     data = subject_data(cfg, _priors(cfg, backbone, run_dir, accelerator))

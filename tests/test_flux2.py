@@ -44,7 +44,14 @@ def test_min_snr_is_refused_for_flow_matching(tmp_path):
     from dreambooth_nb.config import ConfigError
     from dreambooth_nb.run import train
     with pytest.raises(ConfigError, match='flow matching'):
-        train(_cfg(tmp_path / 'snr', snr_gamma=5.0, with_prior_preservation=False))
+        train(_cfg(tmp_path / 'snr', snr_gamma=5.0))
+    assert not (tmp_path / 'snr').exists()                                     # refused before priors or any file
+
+def test_kohya_keys_are_refused_for_klein_with_a_clear_error(klein_run, tmp_path):
+    from dreambooth_nb.config import ConfigError
+    from dreambooth_nb.export import export_lora
+    with pytest.raises(ConfigError, match='diffusers keys'):
+        export_lora(klein_run, tmp_path / 'k', fmt='kohya')
 
 def test_lora_file_loads_in_the_klein_pipeline(klein_run, tmp_path):
     from dreambooth_nb.export import export_lora
