@@ -156,7 +156,7 @@ class SampleCallback(Callback):
         t = self.trainer
         if not t.is_main or t.step == self.last_step: return
         self.last_step = t.step
-        imgs = generate(t.backbone, self.prompts, self.seeds, **self.kw)
+        with t.all_on_device(): imgs = generate(t.backbone, self.prompts, self.seeds, **self.kw)
         grid = image_grid(imgs, len(self.prompts), len(self.seeds), self.prompts, [f'seed {s}' for s in self.seeds])
         self.written.append(save_png(grid, self.dir / f'step-{t.step:06d}.png'))
         log_grid(t.accelerator, grid, t.step)

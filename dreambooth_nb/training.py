@@ -5,6 +5,7 @@
 # %% ../nbs/04_training.ipynb #21c1dd16
 from __future__ import annotations
 import json, math, time, warnings
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 import torch
@@ -21,8 +22,8 @@ from .backbones import batch_cat, batch_expand, batch_map
 # %% auto #0
 __all__ = ['HALF', 'TRACKER_PACKAGES', 'CancelStepException', 'CancelFitException', 'Callback', 'run_callbacks', 'with_events',
            'encode_all', 'LatentCache', 'snr_weights', 'dreambooth_loss', 'make_optimizer', 'make_lr_scheduler',
-           'make_accelerator', 'lora_targets', 'cast_frozen_weights', 'check_tracker_installed', 'tracker_config',
-           'Trainer', 'MetricsCallback', 'ProgressCallback', 'read_metrics', 'smooth', 'plot_loss']
+           'make_accelerator', 'lora_targets', 'cast_frozen_weights', 'allow_new_precision', 'check_tracker_installed',
+           'tracker_config', 'Trainer', 'MetricsCallback', 'ProgressCallback', 'read_metrics', 'smooth', 'plot_loss']
 
 # %% ../nbs/04_training.ipynb #9973de15
 class CancelStepException(Exception): "Raise in a callback to skip the rest of this step."
@@ -113,6 +114,7 @@ def make_accelerator(cfg: TrainConfig, cpu: bool | None = None) -> Accelerator:
     if has_gpu and cfg.allow_tf32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     log_with = None if cfg.report_to == 'jsonl' else cfg.report_to
     check_tracker_installed(cfg.report_to)
+    allow_new_precision(precision)
     return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                        cpu=not has_gpu, log_with=log_with, project_dir=cfg.output_dir)
 
@@ -134,6 +136,13 @@ def cast_frozen_weights(backbone, trainable: dict, mixed_precision: str, mode: s
             if p.requires_grad: p.data = p.data.float()
 
 # %% ../nbs/04_training.ipynb #2e155905
+def allow_new_precision(precision: str):
+    "Let this process build an Accelerator with another mixed precision than the previous one."
+    from accelerate.state import AcceleratorState
+    current = AcceleratorState._shared_state.get('_mixed_precision')
+    if current is not None and str(current) != precision: AcceleratorState._reset_state()
+
+# %% ../nbs/04_training.ipynb #7c4ff5f0
 TRACKER_PACKAGES = {'tensorboard': ('tensorboard', 'tensorboardX'), 'wandb': ('wandb',), 'comet_ml': ('comet_ml',)}
 
 def check_tracker_installed(report_to: str):
@@ -149,7 +158,7 @@ def tracker_config(cfg: TrainConfig) -> dict:
     "The config as tracker hyper-parameters (trackers accept numbers, strings and booleans only)."
     return {k: ('' if v is None else v) for k, v in cfg.__dict__.items()}
 
-# %% ../nbs/04_training.ipynb #7c4ff5f0
+# %% ../nbs/04_training.ipynb #f29c55f0
 class Trainer:
     "DreamBooth on a Backbone: instance (+ class) batches, full or LoRA, callbacks for everything else."
     def __init__(self, cfg: TrainConfig, backbone, data: SubjectData, callbacks=(), accelerator: Accelerator | None = None):
@@ -157,14 +166,14 @@ class Trainer:
         self.accelerator = accelerator or make_accelerator(cfg)
         n_class = len(data.class_pixels) if data.with_prior else 0
         self.max_steps = train_steps(cfg, len(data.instance_pixels), n_class, self.accelerator.num_processes)
-        self.step, self.history = 0, []
+        self.step, self.history, self.offloaded, self.text_precomputed = 0, [], [], False
 
     def callback(self, event: str): run_callbacks(self.callbacks, event, self)
 
     @property
     def is_main(self) -> bool: return self.accelerator.is_main_process
 
-# %% ../nbs/04_training.ipynb #d3f8172f
+# %% ../nbs/04_training.ipynb #b56adadd
 @patch
 def _prepare_text(self: Trainer):
     "Precomputed embeddings (frozen text encoder) or token ids (trained text encoder) for both prompts."
@@ -174,6 +183,7 @@ def _prepare_text(self: Trainer):
         self.text = {k: ('ids', batch_map(lambda t: t.to(self.accelerator.device), bb.tokenize([p]))) for k, p in prompts.items()}
     else:
         with torch.no_grad(): self.text = {k: ('emb', bb.encode_prompt([p])) for k, p in prompts.items()}
+        self.text_precomputed = True
 
 @patch
 def setup(self: Trainer):
@@ -196,8 +206,32 @@ def setup(self: Trainer):
     self.params = params
     self.cache = LatentCache(bb, self.data, cfg.random_flip) if cfg.cache_latents else None
     self._prepare_text()
+    self.offload_frozen()
 
-# %% ../nbs/04_training.ipynb #f29c55f0
+# %% ../nbs/04_training.ipynb #7d4cd570
+@patch
+def offload_frozen(self: Trainer) -> list[str]:
+    "On a GPU, move modules no training step uses (frozen, precomputed text encoders; the VAE behind a latent cache) to CPU."
+    if self.accelerator.device.type != 'cuda': return []
+    idle = [n for n in self.backbone.modules() if n not in self.models and
+            ((n.startswith('text_encoder') and self.text_precomputed) or (n == 'vae' and self.cache is not None))]
+    for n in idle: self.backbone.modules()[n].to('cpu')
+    if idle: torch.cuda.empty_cache()
+    self.offloaded = idle
+    return idle
+
+@patch
+@contextmanager
+def all_on_device(self: Trainer):
+    "Bring offloaded modules back to the training device for a moment (e.g. to sample), then offload them again."
+    mods = self.backbone.modules()
+    for n in self.offloaded: mods[n].to(self.accelerator.device)
+    try: yield
+    finally:
+        for n in self.offloaded: mods[n].to('cpu')
+        if self.offloaded: torch.cuda.empty_cache()
+
+# %% ../nbs/04_training.ipynb #db542941
 @patch
 def _latents(self: Trainer, kind: str, idx, flips):
     if self.cache is not None: return self.cache.get(kind, idx, flips)
@@ -225,7 +259,7 @@ def micro_batch(self: Trainer, micro: int):
         conds.append(self._cond(kind, bs))
     return torch.cat(latents).to(acc.device), batch_cat(conds), bs
 
-# %% ../nbs/04_training.ipynb #15960494
+# %% ../nbs/04_training.ipynb #6719f535
 @patch
 def compute_loss(self: Trainer, micro: int):
     cfg, bb, acc = self.cfg, self.backbone, self.accelerator
@@ -236,7 +270,7 @@ def compute_loss(self: Trainer, micro: int):
     weights = snr_weights(bb.noise_scheduler, timesteps, cfg.snr_gamma)
     return dreambooth_loss(pred, target, n_instance, cfg.prior_loss_weight, weights)
 
-# %% ../nbs/04_training.ipynb #80002798
+# %% ../nbs/04_training.ipynb #b9298c04
 @patch
 @with_events('step', CancelStepException)
 def one_step(self: Trainer):
@@ -263,7 +297,7 @@ def fit(self: Trainer):
     self.fit_loop()
     return self
 
-# %% ../nbs/04_training.ipynb #db542941
+# %% ../nbs/04_training.ipynb #afa74cce
 def _scalar(acc, x) -> float:
     x = torch.as_tensor(x, device=acc.device, dtype=torch.float32)
     return float(acc.reduce(x, reduction='mean')) if acc.num_processes > 1 else float(x)
@@ -285,7 +319,7 @@ class MetricsCallback(Callback):
             with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n')
         if acc.trackers: acc.log(rec, step=rec['step'])
 
-# %% ../nbs/04_training.ipynb #1c0346b6
+# %% ../nbs/04_training.ipynb #e1fb1abc
 class ProgressCallback(Callback):
     "A tqdm.auto bar over the steps, with the current loss."
     order = 20
@@ -298,7 +332,7 @@ class ProgressCallback(Callback):
     def after_fit(self): self.bar.close()
     after_cancel_fit = after_fit
 
-# %% ../nbs/04_training.ipynb #08dca6e2
+# %% ../nbs/04_training.ipynb #89f14de2
 def read_metrics(path) -> list[dict]:
     "The records of a metrics.jsonl file (a torn last line is ignored)."
     out = []
