@@ -83,9 +83,9 @@ def _priors(cfg: TrainConfig, backbone, run_dir: Path, accelerator) -> list | No
     "Top up the class bank on the main process; every process then returns the bank's images."
     if not cfg.with_prior_preservation: return None
     kw = prior_kwargs(cfg, cfg.class_data_dir or run_dir / 'priors')
-    if accelerator.is_main_process: generate_priors(backbone, **kw)
+    paths = generate_priors(backbone, **kw) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()
-    return generate_priors(backbone, **kw, progress=False)
+    return paths or generate_priors(backbone, **kw, progress=False)       # the other processes find the bank full
 
 def default_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
     "Metrics, progress, checkpoints, sample grids and a clean stop on SIGTERM/Ctrl-C for a run folder."
