@@ -41,6 +41,13 @@ class Backbone:
     def trainable_modules(self, mode='full', train_text_encoder=False, **lora): raise NotImplementedError
     def pipeline(self, scheduler='dpm++'): raise NotImplementedError
     def save_pretrained(self, path): raise NotImplementedError
+    def modules(self) -> dict: raise NotImplementedError
+
+    def to(self, device=None, dtype=None):
+        "Move every module (in place); returns self."
+        kw = {k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None}
+        for m in self.modules().values(): m.to(**kw)
+        return self
 
 # %% ../nbs/01_backbones.ipynb #8e51ef36
 def batch_map(fn, x):
@@ -132,12 +139,6 @@ class SDBackbone(Backbone):
     def prediction_type(self) -> str: return self.noise_scheduler.config.prediction_type
 
     def modules(self) -> dict: return dict(unet=self.unet, vae=self.vae, text_encoder=self.text_encoder)
-
-    def to(self, device=None, dtype=None):
-        "Move every module (in place); returns self."
-        kw = {k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None}
-        for m in self.modules().values(): m.to(**kw)
-        return self
 
 # %% ../nbs/01_backbones.ipynb #309dfaf0
 @patch

@@ -59,12 +59,6 @@ class Flux2KleinBackbone(Backbone):
 
     def modules(self) -> dict: return dict(transformer=self.transformer, vae=self.vae, text_encoder=self.text_encoder)
 
-    def to(self, device=None, dtype=None):
-        "Move every module (in place); returns self."
-        kw = {k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None}
-        for m in self.modules().values(): m.to(**kw)
-        return self
-
 # %% ../nbs/01b_flux2.ipynb #60014e57
 @patch
 def tokenize(self: Flux2KleinBackbone, prompts) -> dict:
