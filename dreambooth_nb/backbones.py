@@ -21,8 +21,8 @@ from .config import ModelError
 __all__ = ['TINY_WORDS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER', 'TINY_FAMILIES', 'SMALL_UNET', 'SMALL_VAE',
            'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS', 'TEXT_LORA_TARGETS', 'SCHEDULERS', 'PIPELINE_FAMILIES',
            'SNAPSHOT_PATTERNS', 'PICKLED_SUFFIXES', 'Backbone', 'batch_map', 'batch_expand', 'batch_cat',
-           'bytes_to_unicode', 'tiny_clip_tokenizer', 'SDBackbone', 'make_scheduler', 'tiny', 'resolve_model_path',
-           'model_family', 'load_backbone', 'load_base', 'load_single_file']
+           'bytes_to_unicode', 'tiny_clip_tokenizer', 'SDBackbone', 'draw_noise', 'make_scheduler', 'tiny',
+           'resolve_model_path', 'model_family', 'load_backbone', 'load_base', 'load_single_file']
 
 # %% ../nbs/01_backbones.ipynb #27b6f17f
 def _quiet_hf():
@@ -161,13 +161,19 @@ def encode_images(self: SDBackbone, pixels: torch.Tensor) -> torch.Tensor:
     return dist.mean * self.vae.config.scaling_factor
 
 # %% ../nbs/01_backbones.ipynb #91eec614
-@patch
-def noise_and_target(self: SDBackbone, latents, generator=None, offset_noise: float = 0.0):
-    "Noisy latents, timesteps and the training target for `latents`."
+def draw_noise(latents, generator=None, offset_noise: float = 0.0) -> torch.Tensor:
+    "Gaussian noise shaped like `latents`, plus a per-channel offset when `offset_noise` (every family draws it the same way)."
     b, c = latents.shape[:2]
     noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
     if offset_noise:
         noise = noise + offset_noise * torch.randn((b, c, 1, 1), generator=generator, device=latents.device, dtype=latents.dtype)
+    return noise
+
+@patch
+def noise_and_target(self: SDBackbone, latents, generator=None, offset_noise: float = 0.0):
+    "Noisy latents, timesteps and the training target for `latents`."
+    b = latents.shape[0]
+    noise = draw_noise(latents, generator, offset_noise)
     n_steps = self.noise_scheduler.config.num_train_timesteps
     timesteps = torch.randint(0, n_steps, (b,), generator=generator, device=latents.device).long()
     noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)

@@ -12,7 +12,7 @@ from diffusers.training_utils import compute_density_for_timestep_sampling
 from fastcore.basics import patch
 from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
 from .config import ConfigError, ModelError
-from .backbones import TINY_WORDS, Backbone, _add_lora, _quiet_hf, bytes_to_unicode
+from .backbones import TINY_WORDS, Backbone, _add_lora, _quiet_hf, bytes_to_unicode, draw_noise
 
 # %% auto #0
 __all__ = ['KLEIN_TEXT_LAYERS', 'KLEIN_MAX_SEQUENCE_LENGTH', 'QWEN_SPECIALS', 'TINY_CHAT_TEMPLATE', 'TINY_KLEIN_TRANSFORMER',
@@ -107,10 +107,8 @@ def decode_latents(self: Flux2KleinBackbone, latents: torch.Tensor) -> torch.Ten
 @patch
 def noise_and_target(self: Flux2KleinBackbone, latents, generator=None, offset_noise: float = 0.0):
     "Noisy latents, timesteps (0-1000) and the velocity target for `latents`."
-    b, c = latents.shape[:2]
-    noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
-    if offset_noise:
-        noise = noise + offset_noise * torch.randn((b, c, 1, 1), generator=generator, device=latents.device, dtype=latents.dtype)
+    b = latents.shape[0]
+    noise = draw_noise(latents, generator, offset_noise)
     u = compute_density_for_timestep_sampling(self.weighting_scheme, b, self.logit_mean, self.logit_std, self.mode_scale,
                                               device=latents.device, generator=generator)
     sched = self.noise_scheduler

@@ -12,3 +12,14 @@ def run_cli(*args, cwd=None, timeout=600):
 
 @pytest.fixture
 def cli(): return run_cli
+
+def train_stopped_and_resumed(make_cfg, run, stop_at: int = 3):
+    "Train `make_cfg(run)` until `stop_at` (a clean stop, as a panel's Stop), then resume it from 'latest' to the end."
+    from dreambooth_nb.run import train
+    from dreambooth_nb.training import Callback, CancelFitException
+    class StopAt(Callback):
+        order = 50
+        def after_step(self):
+            if self.trainer.step == stop_at: raise CancelFitException()
+    train(make_cfg(run), callbacks=[StopAt()])
+    return train(make_cfg(run, resume_from_checkpoint='latest'))

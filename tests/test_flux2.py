@@ -4,7 +4,7 @@ import json
 import pytest, torch
 from PIL import Image
 from diffusers import Flux2KleinPipeline
-from tests.conftest import run_cli
+from tests.conftest import run_cli, train_stopped_and_resumed
 
 def _cfg(out, **kw):
     from dreambooth_nb.config import preset
@@ -27,15 +27,8 @@ def klein_run(tmp_path_factory):
     return run
 
 def test_lora_prior_preservation_and_bit_identical_resume(klein_run, tmp_path):
-    from dreambooth_nb.run import train
-    from dreambooth_nb.training import Callback, CancelFitException
-    class StopAt3(Callback):
-        order = 50
-        def after_step(self):
-            if self.trainer.step == 3: raise CancelFitException()
     run = tmp_path / 'resumed'
-    train(_cfg(run), callbacks=[StopAt3()])
-    train(_cfg(run, resume_from_checkpoint='latest'))
+    train_stopped_and_resumed(_cfg, run)
     assert _losses(run) == _losses(klein_run)
     assert sorted(p.name for p in (klein_run / 'samples').iterdir()) == ['step-000003.png', 'step-000006.png']
     assert (klein_run / 'checkpoints' / 'step-000006' / 'transformer.safetensors').is_file()
