@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_backbones.ipynb #9fd769fa
 from __future__ import annotations
-import hashlib, json, os, tempfile, warnings
+import hashlib, inspect, json, os, tempfile, warnings
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -19,10 +19,13 @@ from .config import ModelError
 
 # %% auto #0
 __all__ = ['TINY_WORDS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER', 'TINY_FAMILIES', 'SMALL_UNET', 'SMALL_VAE',
-           'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS', 'TEXT_LORA_TARGETS', 'SCHEDULERS', 'PIPELINE_FAMILIES',
-           'SNAPSHOT_PATTERNS', 'PICKLED_SUFFIXES', 'Backbone', 'batch_map', 'batch_expand', 'batch_cat',
-           'bytes_to_unicode', 'tiny_clip_tokenizer', 'SDBackbone', 'draw_noise', 'make_scheduler', 'tiny',
-           'resolve_model_path', 'model_family', 'load_backbone', 'load_base', 'load_single_file']
+           'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS', 'TEXT_LORA_TARGETS', 'SCHEDULERS', 'IDENTITY_SKIP',
+           'WINDOWS', 'WINDOW_BYTES', 'PIPELINE_FAMILIES', 'SNAPSHOT_PATTERNS', 'PICKLED_SUFFIXES', 'Backbone',
+           'batch_map', 'batch_expand', 'batch_cat', 'bytes_to_unicode', 'tiny_clip_tokenizer', 'SDBackbone',
+           'draw_noise', 'make_scheduler', 'public_config', 'file_fingerprint', 'tensor_fingerprint',
+           'component_weight_files', 'architecture_hash', 'weights_fingerprint', 'same_model', 'model_difference',
+           'identity_record', 'tiny', 'resolve_model_path', 'model_family', 'load_backbone', 'load_base',
+           'load_single_file']
 
 # %% ../nbs/01_backbones.ipynb #27b6f17f
 def _quiet_hf():
@@ -238,15 +241,114 @@ def save_pretrained(self: SDBackbone, path) -> Path:
     pipe.save_pretrained(path, safe_serialization=True)
     return Path(path)
 
+# %% ../nbs/01_backbones.ipynb #6165b0c8
+IDENTITY_SKIP = {'transformers_version', 'architectures', 'torch_dtype', 'dtype', 'name_or_path'}
+
+def _plain(value):
+    "A JSON-normal form: tuples become lists, dtypes and paths strings."
+    return json.loads(json.dumps(value, default=str))
+
+def _init_defaults(cls) -> dict:
+    "Keyword defaults of a class's constructor (diffusers' `register_to_config` keeps the signature)."
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+def public_config(obj) -> dict:
+    "The architecture a module's or scheduler's config describes: public keys whose values differ from the defaults."
+    config = obj.config
+    if hasattr(config, 'to_diff_dict'): items, defaults = config.to_diff_dict(), {}    # transformers: already a diff
+    else: items, defaults = dict(config), _init_defaults(type(obj))
+    return {k: _plain(v) for k, v in sorted(items.items()) if not k.startswith('_') and k not in IDENTITY_SKIP
+            and (k not in defaults or _plain(v) != _plain(defaults[k]))}
+
+# %% ../nbs/01_backbones.ipynb #9893793e
+WINDOWS, WINDOW_BYTES = 8, 1 << 16
+
+def file_fingerprint(path) -> str:
+    "Size, safetensors header and `WINDOWS` evenly spaced windows of a weights file (reads ~0.6 MiB at any size)."
+    path, h = Path(path), hashlib.sha256()
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with open(path, 'rb') as f:
+        head = f.read(8)
+        header_len = int.from_bytes(head, 'little') if len(head) == 8 and path.suffix == '.safetensors' else 0
+        h.update(head + f.read(min(header_len, 16 << 20)))
+        for i in range(WINDOWS):
+            f.seek(max(size - WINDOW_BYTES, 0) * i // (WINDOWS - 1)); h.update(f.read(WINDOW_BYTES))
+    return h.hexdigest()
+
+def tensor_fingerprint(module: torch.nn.Module) -> str:
+    "Names, shapes and the first and last 1024 values (as float32) of eight tensors spread over a module."
+    sd, h = module.state_dict(), hashlib.sha256()
+    names = sorted(sd)
+    for name in names[::max(len(names) // 8, 1)]:
+        flat = sd[name].detach().reshape(-1)
+        h.update(f'{name}{tuple(sd[name].shape)}'.encode())
+        h.update(torch.cat([flat[:1024], flat[-1024:]]).to('cpu', torch.float32).numpy().tobytes())
+    return h.hexdigest()
+
+def component_weight_files(root, components) -> dict:
+    "Relative name -> path of the weights files diffusers loads for `components` (no fp16/bf16 variant files)."
+    root = Path(root)
+    return {f'{name}/{p.name}': p for name in sorted(components)
+            for p in sorted((root / name).glob('*.safetensors')) if '.' not in p.stem}
+
+# %% ../nbs/01_backbones.ipynb #93311408
+def _sha16(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+def architecture_hash(backbone) -> str:
+    "A short hash of every component's normalised public config and the backbone's extras (scheduler, vocabulary)."
+    parts = {name: public_config(m) for name, m in backbone.modules().items()}
+    return _sha16({**parts, **_plain(backbone.identity_extras())})
+
+def weights_fingerprint(backbone) -> str:
+    "A short fingerprint of the weights: from the files they were loaded from, else from the tensors in memory."
+    files = getattr(backbone, 'weight_files', None)
+    if files: return _sha16({rel: file_fingerprint(p) for rel, p in files.items()})
+    return _sha16({name: tensor_fingerprint(m) for name, m in backbone.modules().items()})
+
+@patch(as_prop=True)
+def identity(self: Backbone) -> dict:
+    "This model's identity: `architecture` and `weights` hashes, computed once (at load, before training changes weights)."
+    if getattr(self, '_identity', None) is None:
+        self._identity = dict(architecture=architecture_hash(self), weights=weights_fingerprint(self))
+    return self._identity
+
+@patch
+def identity_extras(self: SDBackbone) -> dict:
+    "What besides the modules defines an SD model: the tokenizer's size and the training noise schedule."
+    return dict(vocab=len(self.tokenizer), scheduler=public_config(self.noise_scheduler))
+
+# %% ../nbs/01_backbones.ipynb #aff854ed
+def same_model(record: dict, backbone) -> bool | None:
+    "Whether `record` (a checkpoint manifest, a prior's metadata) was made with `backbone`'s model; None for a legacy record."
+    recorded = record.get('base_model_identity')
+    return None if not recorded else recorded == backbone.identity
+
+def model_difference(record: dict, backbone) -> str:
+    "In words, how the model a record names differs from `backbone`."
+    recorded = record.get('base_model_identity') or {}
+    if recorded.get('architecture') != backbone.identity['architecture']: return 'a model of another architecture'
+    return 'a model of the same architecture with other weights (another fine-tune or checkpoint)'
+
+def identity_record(backbone) -> dict:
+    "What a run's files record about their base model."
+    return dict(base_model=backbone.name, base_model_identity=dict(backbone.identity))
+
+@patch
+def config_hash(self: Backbone) -> str:
+    "The identity as one string (`architecture-weights`), for records that keep a single field."
+    return f"{self.identity['architecture']}-{self.identity['weights']}"
+
 # %% ../nbs/01_backbones.ipynb #6fddbc45
 def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
     "A backbone with random weights and in-memory tokenizers (offline; 'tiny' builds in < 1 s); sd15, sd21, sdxl or flux2-klein."
     if family == 'sdxl':
         from dreambooth_nb.sdxl import tiny_sdxl            # its own notebook; imported when asked for
-        return tiny_sdxl(seed)
+        bb = tiny_sdxl(seed); bb.identity; return bb
     if family == 'flux2-klein' or (family, size) == ('flux2', 'klein'):   # load_backbone splits 'tiny:flux2-klein' at '-'
         from dreambooth_nb.flux2 import tiny_flux2_klein
-        return tiny_flux2_klein(seed)
+        bb = tiny_flux2_klein(seed); bb.identity; return bb
     if family not in TINY_FAMILIES: raise ModelError(f"Unknown tiny family {family!r}; choose one of {', '.join(TINY_FAMILIES)}, sdxl, flux2-klein.")
     if size not in TINY_SIZES: raise ModelError(f"Unknown size {size!r}; choose one of {', '.join(TINY_SIZES)}.")
     unet_cfg, vae_cfg, text = TINY_SIZES[size]
@@ -256,8 +358,10 @@ def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
                               eos_token_id=eos, pad_token_id=eos, **text)
     torch.manual_seed(seed)
     name = f'tiny:{family}' + ('' if size == 'tiny' else f'-{size}')
-    return SDBackbone(UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg), CLIPTextModel(text_cfg), tokenizer,
-                      DDPMScheduler(**SD_SCHEDULER, prediction_type=TINY_FAMILIES[family]), name=name)
+    bb = SDBackbone(UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg), CLIPTextModel(text_cfg), tokenizer,
+                    DDPMScheduler(**SD_SCHEDULER, prediction_type=TINY_FAMILIES[family]), name=name)
+    bb.identity                                          # fingerprinted from its tensors before anyone trains it
+    return bb
 
 # %% ../nbs/01_backbones.ipynb #5a259aa1
 PIPELINE_FAMILIES = {'StableDiffusionPipeline': SDBackbone, 'StableDiffusionXLPipeline': 'dreambooth_nb.sdxl:SDXLBackbone',
@@ -326,9 +430,14 @@ def load_backbone(path_or_id: str, dtype=torch.float32, device='cpu', base_confi
         family, _, size = str(path_or_id)[5:].partition('-')
         return tiny(family, size=size or 'tiny').to(device, dtype)
     if Path(path_or_id).expanduser().is_file():
-        return load_single_file(path_or_id, base_config, trust_pickled, dtype, device)
-    path = resolve_model_path(str(path_or_id))
-    return model_family(path).from_pretrained(path, dtype=dtype, device=device, name=str(path_or_id))
+        bb = load_single_file(path_or_id, base_config, trust_pickled, dtype, device)
+        bb.weight_files = {'model': Path(path_or_id).expanduser()}
+    else:
+        path = resolve_model_path(str(path_or_id))
+        bb = model_family(path).from_pretrained(path, dtype=dtype, device=device, name=str(path_or_id))
+        bb.weight_files = component_weight_files(path, bb.modules())
+    bb.identity                                          # fingerprinted now, before training changes anything
+    return bb
 
 def load_base(cfg, dtype=torch.float32, device='cpu') -> Backbone:
     "The base model a config names (with its single-file settings)."
@@ -356,13 +465,3 @@ def load_single_file(path, base_config: str | None, trust_pickled: bool = False,
         raise ModelError(f"Could not read {p} as a Stable Diffusion checkpoint described by {base_config}: {e}") from None
     return SDBackbone(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, DDPMScheduler.from_config(pipe.scheduler.config),
                       name=str(p)).to(device)
-
-# %% ../nbs/01_backbones.ipynb #6165b0c8
-@patch
-def config_hash(self: SDBackbone) -> str:
-    "A short hash of the component configs and the tokenizer vocabulary size."
-    cfgs = {k: (m.config.to_dict() if hasattr(m.config, 'to_dict') else dict(m.config)) for k, m in self.modules().items()}
-    cfgs['vocab'] = len(self.tokenizer)
-    cfgs['scheduler'] = dict(self.noise_scheduler.config)
-    text = json.dumps(cfgs, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -12,7 +12,7 @@ from diffusers.training_utils import compute_density_for_timestep_sampling
 from fastcore.basics import patch
 from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
 from .config import ConfigError, ModelError
-from .backbones import TINY_WORDS, Backbone, _add_lora, _quiet_hf, bytes_to_unicode, draw_noise
+from .backbones import TINY_WORDS, Backbone, public_config, _add_lora, _quiet_hf, bytes_to_unicode, draw_noise
 
 # %% auto #0
 __all__ = ['KLEIN_TEXT_LAYERS', 'KLEIN_MAX_SEQUENCE_LENGTH', 'QWEN_SPECIALS', 'TINY_CHAT_TEMPLATE', 'TINY_KLEIN_TRANSFORMER',
@@ -195,12 +195,9 @@ def save_pretrained(self: Flux2KleinBackbone, path) -> Path:
     return Path(path)
 
 @patch
-def config_hash(self: Flux2KleinBackbone) -> str:
-    "A short hash of the component configs, the scheduler, distillation and the tokenizer size."
-    plain = lambda c: {k: v for k, v in (c.to_dict() if hasattr(c, 'to_dict') else dict(c)).items() if not k.startswith('_')}
-    cfgs = {k: plain(m.config) for k, m in self.modules().items()}          # '_name_or_path' etc. change when saved and loaded
-    cfgs.update(vocab=len(self.tokenizer), scheduler=plain(self.scheduler.config), is_distilled=self.is_distilled)
-    return hashlib.sha256(json.dumps(cfgs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def identity_extras(self: Flux2KleinBackbone) -> dict:
+    "What besides the modules defines a klein model: tokenizer size, flow-matching schedule, distillation."
+    return dict(vocab=len(self.tokenizer), scheduler=public_config(self.scheduler), is_distilled=self.is_distilled)
 
 # %% ../nbs/01b_flux2.ipynb #3a51e656
 QWEN_SPECIALS = ('<|endoftext|>', '<|im_start|>', '<|im_end|>', '<think>', '</think>')
