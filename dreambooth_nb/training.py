@@ -15,15 +15,16 @@ from fastcore.basics import patch
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
-from .config import ConfigError, TrainConfig, train_steps
+from .config import ConfigError, DreamBoothError, TrainConfig, train_steps
 from .data import SubjectData, batch_indices, flip_mask
 from .backbones import batch_cat, batch_expand, batch_map
 
 # %% auto #0
-__all__ = ['HALF', 'TRACKER_PACKAGES', 'CancelStepException', 'CancelFitException', 'Callback', 'run_callbacks', 'with_events',
-           'encode_all', 'LatentCache', 'snr_weights', 'dreambooth_loss', 'make_optimizer', 'make_lr_scheduler',
-           'make_accelerator', 'lora_targets', 'cast_frozen_weights', 'allow_new_precision', 'check_tracker_installed',
-           'tracker_config', 'Trainer', 'MetricsCallback', 'ProgressCallback', 'read_metrics', 'smooth', 'plot_loss']
+__all__ = ['HALF', 'TRACKER_PACKAGES', 'FP16_OVERFLOW_TRIES', 'CancelStepException', 'CancelFitException', 'Callback',
+           'run_callbacks', 'with_events', 'encode_all', 'LatentCache', 'snr_weights', 'dreambooth_loss',
+           'make_optimizer', 'make_lr_scheduler', 'make_accelerator', 'lora_targets', 'cast_frozen_weights',
+           'allow_new_precision', 'check_tracker_installed', 'tracker_config', 'Trainer', 'TrainingDiverged',
+           'MetricsCallback', 'ProgressCallback', 'read_metrics', 'smooth', 'plot_loss']
 
 # %% ../nbs/04_training.ipynb #9973de15
 class CancelStepException(Exception): "Raise in a callback to skip the rest of this step."
@@ -42,7 +43,7 @@ def run_callbacks(callbacks, event: str, trainer):
 
 # %% ../nbs/04_training.ipynb #bcbac84f
 class with_events:
-    "Decorator: run before_/after_ events around a method, turning the matching Cancel exception into a clean exit."
+    "Decorator: run before_/after_ events around a method; the matching Cancel exception is a clean exit, any other error runs after_error_ and goes on."
     def __init__(self, name, cancel): self.name, self.cancel = name, cancel
     def __call__(self, f):
         @wraps(f)
@@ -52,6 +53,9 @@ class with_events:
                 f(trainer, *args, **kwargs)
                 trainer.callback(f'after_{self.name}')
             except self.cancel: trainer.callback(f'after_cancel_{self.name}')
+            except BaseException:
+                trainer.callback(f'after_error_{self.name}')      # close bars, restore signal handlers; never save
+                raise
         return _f
 
 # %% ../nbs/04_training.ipynb #6ae0c45c
@@ -270,6 +274,28 @@ def compute_loss(self: Trainer, micro: int):
     weights = snr_weights(bb.noise_scheduler, timesteps, cfg.snr_gamma)
     return dreambooth_loss(pred, target, n_instance, cfg.prior_loss_weight, weights)
 
+# %% ../nbs/04_training.ipynb #24693380
+class TrainingDiverged(DreamBoothError):
+    "The loss or the gradients stopped being finite numbers."
+
+FP16_OVERFLOW_TRIES = 10
+
+def _finite(x) -> bool: return x is None or bool(torch.isfinite(torch.as_tensor(x).detach().float()).all())
+
+@patch
+def check_finite(self: Trainer):
+    "Raise `TrainingDiverged` when the loss or gradient norm is not finite (fp16's scaler gets a few tries first)."
+    ok = _finite(self.loss) and _finite(getattr(self, 'grad_norm', None))
+    self.nonfinite_steps = 0 if ok else getattr(self, 'nonfinite_steps', 0) + 1
+    tries = FP16_OVERFLOW_TRIES if self.accelerator.scaler is not None else 0
+    if self.nonfinite_steps > tries:
+        cfg = self.cfg
+        raise TrainingDiverged(
+            f"Training diverged at step {self.step + 1}: loss {float(self.loss):.4g}, gradient norm {float(self.grad_norm):.4g}. "
+            f"Nothing of this step was applied or saved; the newest checkpoint in {cfg.output_dir} is the last good state. "
+            f"Lower the learning rate (now {cfg.learning_rate:g}), use mixed_precision bf16 or no instead of fp16, "
+            f"then continue with --resume_from_checkpoint latest (or start over with --overwrite).")
+
 # %% ../nbs/04_training.ipynb #b9298c04
 @patch
 @with_events('step', CancelStepException)
@@ -280,7 +306,9 @@ def one_step(self: Trainer):
         with acc.accumulate(*self.models.values()):
             self.loss, self.loss_parts = self.compute_loss(self.step * accum + k)
             acc.backward(self.loss)
-            if acc.sync_gradients: self.grad_norm = acc.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+            if acc.sync_gradients:
+                self.grad_norm = acc.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+                self.check_finite()
             self.opt.step(); self.lr_sched.step(); self.opt.zero_grad(set_to_none=True)
     self.step += 1
     self.step_seconds = time.perf_counter() - t0
@@ -330,7 +358,7 @@ class ProgressCallback(Callback):
         self.bar.update(1)
         if self.trainer.history: self.bar.set_postfix(loss=f"{self.trainer.history[-1]['loss']:.4f}")
     def after_fit(self): self.bar.close()
-    after_cancel_fit = after_fit
+    after_cancel_fit = after_error_fit = after_fit
 
 # %% ../nbs/04_training.ipynb #89f14de2
 def read_metrics(path) -> list[dict]:
