@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #0db7127c
 from __future__ import annotations
-import warnings
+import math, threading, warnings
 from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +14,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import DataError
 
 # %% auto #0
-__all__ = ['KNOWN_BAD_IDENTIFIERS', 'sample_subject_dir', 'load_image', 'find_images', 'crop_square', 'to_tensor', 'to_pil',
-           'load_pixels', 'check_identifier', 'rare_identifiers', 'batch_indices', 'flip_mask', 'SubjectData',
-           'subject_data']
+__all__ = ['MAX_PHOTO_PIXELS', 'WORKING_PIXELS', 'KNOWN_BAD_IDENTIFIERS', 'sample_subject_dir', 'UnreadableImage', 'load_image',
+           'find_images', 'warn_skipped', 'crop_square', 'to_tensor', 'to_pil', 'load_pixels', 'check_identifier',
+           'rare_identifiers', 'batch_indices', 'flip_mask', 'SubjectData', 'subject_data']
 
 # %% ../nbs/02_data.ipynb #37bccd58
 def sample_subject_dir() -> Path:
@@ -24,6 +24,14 @@ def sample_subject_dir() -> Path:
     return Path(str(resources.files('dreambooth_nb'))) / 'assets' / 'dog'
 
 # %% ../nbs/02_data.ipynb #6e37ae3d
+class UnreadableImage(DataError):
+    "An image file that cannot be read (or not safely); `path` and a short `reason` say which and why."
+    def __init__(self, path, reason: str, advice: str = 'Remove it or replace it with a JPEG/PNG/WebP file.'):
+        self.path, self.reason, self.advice = Path(path), reason, advice
+        super().__init__(f"Cannot read image {path}: {reason}. {advice}")
+
+    def __reduce__(self): return type(self), (self.path, self.reason, self.advice)
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
         a = np.asarray(img, dtype=np.float32)
@@ -35,31 +43,61 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return Image.alpha_composite(white, img.convert('RGBA')).convert('RGB')
     return img.convert('RGB')
 
+# %% ../nbs/02_data.ipynb #66af9d0b
+MAX_PHOTO_PIXELS = 250_000_000      # the largest image load_image opens (a 200 MP phone photo fits)
+WORKING_PIXELS = 24_000_000         # an image above PIL's limit is shrunk to about this many pixels as it loads
+_OPEN_LOCK = threading.Lock()
+
+def _open_header(path) -> Image.Image:
+    "`Image.open` (header only, no pixels) without PIL's decompression-bomb check; `_load_bounded` checks the size."
+    with _OPEN_LOCK:                # PIL's limit is a module global: restore it before any other thread opens a file
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try: return Image.open(path)
+        finally: Image.MAX_IMAGE_PIXELS = limit
+
+def _load_bounded(img: Image.Image, path) -> Image.Image:
+    "Decode `img`, shrunk to about WORKING_PIXELS if it is above PIL's limit; `UnreadableImage` above MAX_PHOTO_PIXELS."
+    limit, (w, h) = Image.MAX_IMAGE_PIXELS, img.size
+    if limit is None or w * h <= limit: img.load(); return img
+    if w * h > max(MAX_PHOTO_PIXELS, 2 * limit):
+        raise UnreadableImage(path, f"it is {w}×{h} pixels ({w * h / 1e6:.0f} MP), larger than PIL's safety limit",
+                              'Resize it (a few thousand pixels a side is plenty for training) and put it back.')
+    factor = lambda size: math.ceil(math.sqrt(size[0] * size[1] / WORKING_PIXELS))
+    img.draft(None, (w // factor(img.size), h // factor(img.size)))   # JPEG: decode at 1/2, 1/4 or 1/8; others: no-op
+    img.load()
+    img = _to_rgb(img)
+    return img.reduce(factor(img.size)) if factor(img.size) > 1 else img
+
+# %% ../nbs/02_data.ipynb #0cccada0
 def load_image(path) -> Image.Image:
-    "Open an image file as upright RGB; `DataError` if PIL cannot read it."
+    "Open an image file as upright RGB (very large photos shrunk as they load); `UnreadableImage` if it cannot be read."
     try:
-        with Image.open(path) as img:
-            img.load()
-            return _to_rgb(ImageOps.exif_transpose(img))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"Cannot read image {path}: {e}. Remove it or replace it with a JPEG/PNG/WebP file.") from None
+        with _open_header(path) as img:
+            return _to_rgb(ImageOps.exif_transpose(_load_bounded(img, path)))
+    except UnidentifiedImageError: raise UnreadableImage(path, 'not an image file PIL can read') from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e: raise UnreadableImage(path, str(e)) from None
 
 # %% ../nbs/02_data.ipynb #00f324e4
 def find_images(folder, what: str = 'instance') -> list[Path]:
-    "The readable images in `folder` (sorted); warns once about skipped files, `DataError` if none."
+    "The readable images in `folder` (sorted); warns once about skipped files (and why), `DataError` if none."
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataError(f"The {what} image folder {folder} does not exist. Put your photos in a folder and pass its path ({what}_data_dir).")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith('.') and p.suffix.lower() not in ('.md', '.jsonl', '.json', '.txt'))
-    good, skipped = [], []
+    good, skipped = [], {}
     for p in files:
         try: load_image(p); good.append(p)
-        except DataError: skipped.append(p.name)
+        except UnreadableImage as e: skipped[p.name] = e.reason
     if not good:
-        found = f"only files PIL cannot read ({', '.join(skipped[:5])})" if skipped else 'no files'
+        found = f"only files PIL cannot read ({', '.join(list(skipped)[:5])})" if skipped else 'no files'
         raise DataError(f"The {what} image folder {folder} holds {found}. Add JPEG/PNG/WebP photos of the subject.")
-    if skipped: warnings.warn(f"Skipped {len(skipped)} unreadable file(s) in {folder}: {', '.join(skipped)}")
+    if skipped: warn_skipped(folder, skipped)
     return good
+
+def warn_skipped(folder, skipped: dict[str, str], note: str = ''):
+    "One warning naming each skipped file of `folder` with its reason."
+    warnings.warn(f"Skipped {len(skipped)} unreadable file(s) in {folder}: "
+                  + '; '.join(f'{name} ({why})' for name, why in skipped.items()) + note, stacklevel=3)
 
 # %% ../nbs/02_data.ipynb #76315cd6
 def crop_square(img: Image.Image, resolution: int, center_crop: bool = True, generator=None) -> Image.Image:
