@@ -10,12 +10,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
 from .config import CheckpointError, TrainConfig, atomic_write_text
-from .training import Callback, CancelFitException, lora_targets
+from .training import Callback, CancelFitException, TrainingDiverged, lora_targets
+from .backbones import identity_record, model_difference, same_model
+from .rundir import read_run_config, run_id
 
 # %% auto #0
-__all__ = ['trained_weights', 'rng_state', 'set_rng_state', 'training_state', 'sha256_file', 'checkpoint_name', 'save_checkpoint',
-           'checkpoint_problem', 'list_checkpoints', 'latest_checkpoint', 'load_weights_into', 'resolve_checkpoint',
-           'resume', 'rotate_checkpoints', 'CheckpointCallback', 'StopOnSignal', 'checkpoint_dir', 'load_trained']
+__all__ = ['LEGACY_DIR', 'trained_weights', 'rng_state', 'set_rng_state', 'training_state', 'sha256_file', 'checkpoint_name',
+           'check_finite_weights', 'save_checkpoint', 'checkpoint_problem', 'checkpoint_step', 'list_checkpoints',
+           'latest_checkpoint', 'migrate_checkpoints', 'check_base_model', 'load_weights_into', 'find_checkpoint',
+           'resolve_checkpoint', 'check_same_run', 'resume', 'rotate_checkpoints', 'CheckpointCallback', 'StopOnSignal',
+           'run_root', 'checkpoint_dir', 'load_trained']
 
 # %% ../nbs/05_checkpoint.ipynb #fe1ee34b
 def trained_weights(trainer) -> dict[str, dict[str, torch.Tensor]]:
@@ -60,11 +64,19 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 # %% ../nbs/05_checkpoint.ipynb #cdcdf001
-def checkpoint_name(step: int) -> str: return f'step-{step:06d}'
+def checkpoint_name(step: int) -> str: return f'checkpoint-{step}'
+
+def check_finite_weights(weights: dict, step: int):
+    "Refuse to save weights that hold nan or inf: a checkpoint must always be a state worth resuming."
+    for module, sd in weights.items():
+        bad = next((k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+        if bad: raise TrainingDiverged(f"Not saving step {step}: {module} weight {bad} is not finite. The newest checkpoint on disk "
+                                       f"is the last good state; lower the learning rate or use bf16/fp32 and resume from it.")
 
 def _write_checkpoint_files(trainer, folder: Path) -> dict:
-    files = {}
-    for name, sd in trained_weights(trainer).items():
+    files, weights = {}, trained_weights(trainer)
+    check_finite_weights(weights, trainer.step)
+    for name, sd in weights.items():
         save_file(sd, folder / f'{name}.safetensors'); files[f'{name}.safetensors'] = None
     if not trainer.cfg.checkpoint_weights_only:
         torch.save(training_state(trainer), folder / 'training_state.pt'); files['training_state.pt'] = None
@@ -75,17 +87,17 @@ def _manifest(trainer, files: dict) -> dict:
     bb, cfg = trainer.backbone, trainer.cfg
     n = len(trainer.data.instance_pixels)
     return dict(step=trainer.step, epoch=trainer.step * cfg.train_batch_size * cfg.gradient_accumulation_steps // n, mode=cfg.mode, rank=cfg.rank, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules,
-                train_text_encoder=cfg.train_text_encoder, family=bb.family, base_model=bb.name,
-                base_model_hash=bb.config_hash(), created=datetime.now(timezone.utc).isoformat(timespec='seconds'), files=files)
+                train_text_encoder=cfg.train_text_encoder, family=bb.family, **identity_record(bb),
+                base_model_hash=bb.config_hash(), run_id=getattr(trainer, 'run_id', None), created=datetime.now(timezone.utc).isoformat(timespec='seconds'), files=files)
 
 # %% ../nbs/05_checkpoint.ipynb #09953696
 def save_checkpoint(trainer, run_dir) -> Path:
-    "Write the trainer's full state to run_dir/checkpoints/step-NNNNNN (main process only) and return the path."
-    final = Path(run_dir) / 'checkpoints' / checkpoint_name(trainer.step)
+    "Write the trainer's full state to run_dir/checkpoint-N (main process only) and return the path."
+    final = Path(run_dir) / checkpoint_name(trainer.step)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_main:
         final.parent.mkdir(parents=True, exist_ok=True)
-        for stale in final.parent.glob('.tmp-*'): shutil.rmtree(stale, ignore_errors=True)
+        for stale in final.parent.glob('.tmp-checkpoint-*'): shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-{final.name}-', dir=final.parent))
         files = _write_checkpoint_files(trainer, tmp)
         atomic_write_text(tmp / 'manifest.json', json.dumps(_manifest(trainer, files), indent=1))
@@ -106,11 +118,19 @@ def checkpoint_problem(folder) -> str | None:
         if sha256_file(folder / name) != digest: return f'{name} does not match its checksum'
     return None
 
+LEGACY_DIR = 'checkpoints'
+
+def checkpoint_step(folder) -> int | None:
+    "The step of a checkpoint folder name: checkpoint-N, or step-NNNNNN written by earlier versions."
+    m = re.fullmatch(r'(?:checkpoint-|step-)(\d+)', Path(folder).name)
+    return int(m.group(1)) if m else None
+
 def list_checkpoints(run_dir) -> list[Path]:
-    "Checkpoint folders of a run (valid or not), oldest first."
-    root = Path(run_dir) / 'checkpoints'
-    if not root.is_dir(): return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r'step-\d+', p.name))
+    "Checkpoint folders of a run (valid or not), oldest first: RUN/checkpoint-N and legacy RUN/checkpoints/step-N."
+    run = Path(run_dir)
+    found = [p for root in (run, run / LEGACY_DIR) if root.is_dir() for p in root.iterdir()
+             if p.is_dir() and checkpoint_step(p) is not None and (root == run) == p.name.startswith('checkpoint-')]
+    return sorted(found, key=lambda p: (checkpoint_step(p), p.name.startswith('checkpoint-')))
 
 def latest_checkpoint(run_dir) -> Path | None:
     "The newest valid checkpoint of a run; invalid newer ones are skipped with a warning."
@@ -120,15 +140,38 @@ def latest_checkpoint(run_dir) -> Path | None:
         warnings.warn(f"Skipping checkpoint {ckpt}: {problem}.")
     return None
 
+def migrate_checkpoints(run_dir) -> list[Path]:
+    "Move legacy RUN/checkpoints/step-N folders to RUN/checkpoint-N (one atomic rename each); returns the new paths."
+    moved, legacy = [], Path(run_dir) / LEGACY_DIR
+    for old in [p for p in list_checkpoints(run_dir) if p.parent == legacy]:
+        new = Path(run_dir) / checkpoint_name(checkpoint_step(old))
+        if not new.exists(): os.replace(old, new); moved.append(new)
+    if legacy.is_dir():
+        for stale in legacy.glob('.tmp-step-*'): shutil.rmtree(stale, ignore_errors=True)   # an old crash's half-written save
+        if not any(legacy.iterdir()): legacy.rmdir()
+    return moved
+
 # %% ../nbs/05_checkpoint.ipynb #f2c2376c
+def check_base_model(manifest: dict, backbone, folder):
+    "Refuse a checkpoint made on another base model; accept (and upgrade) one written before model identities existed."
+    same = same_model(manifest, backbone)
+    if same is False:
+        raise CheckpointError(f"Checkpoint {folder} was trained on {manifest.get('base_model')}, but {backbone.name} is "
+                              f"{model_difference(manifest, backbone)}. Use the base model the run was trained on.")
+    if same is None:
+        warnings.warn(f"Checkpoint {folder.name} was written by an earlier dreambooth_nb that could not identify its base model "
+                      f"reliably; using it with {backbone.name} and recording that model's identity in its manifest.")
+        atomic_write_text(Path(folder) / 'manifest.json', json.dumps({**manifest, **identity_record(backbone)}, indent=1))
+
 def _check_compatible(manifest: dict, trainer, folder):
     cfg, bb = trainer.cfg, trainer.backbone
-    mine = dict(base_model_hash=bb.config_hash(), mode=cfg.mode, train_text_encoder=cfg.train_text_encoder)
+    mine = dict(mode=cfg.mode, train_text_encoder=cfg.train_text_encoder)
     if cfg.mode == 'lora': mine['rank'] = cfg.rank
     for key, value in mine.items():
         if manifest.get(key) != value:
             raise CheckpointError(f"Checkpoint {folder} has {key}={manifest.get(key)!r} (base model {manifest.get('base_model')}), "
                                   f"but this run has {key}={value!r} (base model {bb.name}). Resume with the config the checkpoint was made with.")
+    check_base_model(manifest, bb, folder)
 
 def load_weights_into(modules: dict, folder, strict_full: bool) -> None:
     "Load each `<name>.safetensors` of a checkpoint into the module of the same name."
@@ -140,17 +183,36 @@ def load_weights_into(modules: dict, folder, strict_full: bool) -> None:
             raise CheckpointError(f"{path} does not fit the {name}: {len(missing)} missing, {len(unexpected)} unexpected tensors.")
 
 # %% ../nbs/05_checkpoint.ipynb #d30344ef
+def find_checkpoint(run_dir, spec: str) -> Path | None:
+    "A checkpoint of the run by name: checkpoint-N (diffusers), step-N / step-NNNNNN (earlier versions), or N."
+    wanted = checkpoint_step(spec) if not spec.isdigit() else int(spec)
+    if wanted is None: return None
+    return next((c for c in reversed(list_checkpoints(run_dir)) if checkpoint_step(c) == wanted), None)
+
+def _not_found(run_dir, spec) -> CheckpointError:
+    names = [c.name for c in list_checkpoints(run_dir)]
+    have = f"it has {', '.join(names)}" if names else 'it has no checkpoints yet'
+    return CheckpointError(f"Checkpoint {spec} does not exist in {run_dir} ({have}). Pass 'latest', a name like checkpoint-500, or a checkpoint folder.")
+
 def resolve_checkpoint(run_dir, spec: str) -> Path:
-    "The checkpoint folder for `spec`: 'latest' or a path."
+    "The checkpoint folder for `spec`: 'latest', a name (checkpoint-N, step-N) or a folder path."
     if spec == 'latest':
         ckpt = latest_checkpoint(run_dir)
-        if ckpt is None: raise CheckpointError(f"No valid checkpoint in {Path(run_dir) / 'checkpoints'} to resume from. Start without resume_from_checkpoint.")
+        if ckpt is None: raise CheckpointError(f"No valid checkpoint in {run_dir} to resume from. Start without resume_from_checkpoint.")
         return ckpt
-    ckpt = Path(spec)
-    if not ckpt.is_dir(): ckpt = Path(run_dir) / 'checkpoints' / spec
-    if not ckpt.is_dir(): raise CheckpointError(f"Checkpoint {spec} does not exist (looked in {Path(run_dir) / 'checkpoints'} too). Pass 'latest' or a checkpoint folder.")
+    ckpt = find_checkpoint(run_dir, spec) if not Path(spec).is_dir() else Path(spec)
+    if ckpt is None: raise _not_found(run_dir, spec)
     if problem := checkpoint_problem(ckpt): raise CheckpointError(f"Checkpoint {ckpt} is not valid: {problem}. Pass 'latest' to use the newest valid one.")
     return ckpt
+
+def check_same_run(folder, run_dir):
+    "Refuse to resume a run from another run's checkpoint (a copied run folder keeps its id, so its copies are the same run)."
+    folder, run = Path(folder).resolve(), Path(run_dir).resolve()
+    if folder.is_relative_to(run): return
+    theirs, mine = json.loads((folder / 'manifest.json').read_text()).get('run_id'), run_id(run)
+    if theirs is None or theirs != mine:
+        raise CheckpointError(f"Checkpoint {folder} belongs to another run, not to {run}. Resume that run in its own folder "
+                              f"(--output_dir {run_root(folder)}), or start this one without resume_from_checkpoint.")
 
 def resume(trainer, folder) -> int:
     "Restore weights, optimizer, LR schedule, grad scaler and step from a checkpoint; returns the step."
@@ -158,6 +220,7 @@ def resume(trainer, folder) -> int:
     if not hasattr(trainer, 'opt'): trainer.setup()
     manifest = json.loads((folder / 'manifest.json').read_text())
     _check_compatible(manifest, trainer, folder)
+    manifest = json.loads((folder / 'manifest.json').read_text())
     acc = trainer.accelerator
     load_weights_into({n: acc.unwrap_model(m) for n, m in trainer.models.items()}, folder, trainer.cfg.mode == 'full')
     trainer.step = manifest['step']
@@ -225,6 +288,11 @@ class StopOnSignal(Callback):
     after_cancel_fit = after_fit
 
 # %% ../nbs/05_checkpoint.ipynb #02f9d41c
+def run_root(checkpoint) -> Path:
+    "The run folder a checkpoint folder belongs to (RUN/checkpoint-N, or legacy RUN/checkpoints/step-N)."
+    folder = Path(checkpoint)
+    return folder.parent.parent if folder.parent.name == LEGACY_DIR and folder.name.startswith('step-') else folder.parent
+
 def checkpoint_dir(run_or_checkpoint, checkpoint: str = 'latest') -> Path:
     "A checkpoint folder from a checkpoint folder, or from a run folder and 'latest' / 'step-N' / a path."
     p = Path(run_or_checkpoint)
@@ -239,10 +307,9 @@ def load_trained(run_or_checkpoint, checkpoint: str = 'latest', device='cpu', dt
     from dreambooth_nb.backbones import load_base
     folder = checkpoint_dir(run_or_checkpoint, checkpoint)
     manifest = json.loads((folder / 'manifest.json').read_text())
-    cfg = TrainConfig.from_yaml(folder / 'config.yaml')
+    cfg = read_run_config(run_root(folder), folder / 'config.yaml')
     bb = load_base(cfg, dtype=torch.float32)
-    if bb.config_hash() != manifest['base_model_hash']:
-        raise CheckpointError(f"Checkpoint {folder} was trained on {manifest['base_model']} but {cfg.pretrained_model_name_or_path} is a different model.")
+    check_base_model(manifest, bb, folder)
     mods = bb.trainable_modules(manifest['mode'], manifest['train_text_encoder'], rank=manifest['rank'],
                                 lora_alpha=manifest['lora_alpha'], targets=lora_targets(cfg))
     load_weights_into(mods, folder, manifest['mode'] == 'full')

@@ -5,35 +5,47 @@
 # %% ../nbs/07_run.ipynb #24197afb
 from __future__ import annotations
 import json, shutil, warnings
+from contextlib import nullcontext
 from pathlib import Path
 import torch
 from .config import ConfigError, TrainConfig, preset, validate, atomic_write_text
+from .rundir import LOCK_NAME, RunLock, config_for_run, run_id
 from .backbones import load_base, tiny
 from .data import check_identifier, find_images, sample_subject_dir, subject_data
 from .priors import generate_priors
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, read_metrics, snr_weights, tracker_config
-from .checkpoint import CheckpointCallback, StopOnSignal, latest_checkpoint, resolve_checkpoint, resume
+from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, latest_checkpoint, list_checkpoints,
+                                      migrate_checkpoints, resolve_checkpoint, resume)
 from .sampling import SampleCallback
 
 # %% auto #0
-__all__ = ['RUN_OUTPUTS', 'is_run_dir', 'prepare_run_dir', 'truncate_metrics', 'refuse_restart', 'start_or_resume',
-           'prior_kwargs', 'default_callbacks', 'train', 'save_loss_plot', 'stopped_by_signal', 'demo_config', 'demo']
+__all__ = ['RUN_OUTPUTS', 'is_run_dir', 'check_run_dir', 'prepare_run_dir', 'truncate_metrics', 'refuse_restart', 'accept_start',
+           'start_or_resume', 'prior_kwargs', 'default_callbacks', 'open_run', 'train', 'save_loss_plot',
+           'stopped_by_signal', 'demo_config', 'demo']
 
 # %% ../nbs/07_run.ipynb #7ccbbff7
 RUN_OUTPUTS = ('metrics.jsonl', 'checkpoints', 'samples', 'loss.png')
 
 def is_run_dir(path) -> bool: return (Path(path) / 'config.yaml').is_file()
 
-def prepare_run_dir(path, overwrite: bool = False) -> Path:
-    "Create or reuse a run folder; refuse a non-empty folder that is not a run unless `overwrite`."
+def _own_outputs(path: Path) -> list[Path]:
+    "What an earlier training wrote into a run folder (never the base model, priors or config)."
+    return [path / n for n in RUN_OUTPUTS] + [c for c in list_checkpoints(path) if c.parent == path]
+
+def check_run_dir(path, overwrite: bool = False) -> Path:
+    "Refuse an output path that is a file, or a non-empty folder that is not a run (unless `overwrite`); writes nothing."
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir(): raise ConfigError(f"Output path {path} is a file, not a folder. Choose another output_dir.")
-    if path.is_dir() and any(path.iterdir()) and not is_run_dir(path) and not overwrite:
+    if path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()) and not is_run_dir(path) and not overwrite:
         raise ConfigError(f"Output folder {path} is not empty and is not a dreambooth_nb run folder (no config.yaml). "
                           f"Choose an empty or new folder, or pass --overwrite to write into it (nothing there is deleted).")
+    return path
+
+def prepare_run_dir(path, overwrite: bool = False) -> Path:
+    "Create or reuse a run folder; with `overwrite`, an earlier run's outputs there are removed (nothing else)."
+    path = check_run_dir(path, overwrite)
     if overwrite and is_run_dir(path):
-        for name in RUN_OUTPUTS:
-            p = path / name
+        for p in _own_outputs(path):
             if p.is_dir(): shutil.rmtree(p)
             elif p.exists(): p.unlink()
     path.mkdir(parents=True, exist_ok=True)
@@ -50,12 +62,18 @@ def truncate_metrics(path, step: int):
 # %% ../nbs/07_run.ipynb #ed3c946c
 def refuse_restart(run_dir):
     "Raise `ConfigError` if `run_dir` already holds checkpoints or metrics of a run."
-    from dreambooth_nb.checkpoint import list_checkpoints
     ckpts, metrics = list_checkpoints(run_dir), Path(run_dir) / 'metrics.jsonl'
     if ckpts or (metrics.exists() and metrics.stat().st_size):
         where = f"checkpoints up to {ckpts[-1].name}" if ckpts else "metrics of an earlier run"
         raise ConfigError(f"Run folder {run_dir} already holds {where}. Continue it with --resume_from_checkpoint latest, "
                           f"start over with --overwrite, or choose another output_dir.")
+
+def accept_start(cfg: TrainConfig, run_dir: Path):
+    "Every reason to refuse this start, checked before anything is written: a restart over a run, a missing or foreign checkpoint."
+    spec = cfg.resume_from_checkpoint
+    if not spec: return refuse_restart(run_dir)
+    if spec == 'latest': return
+    check_same_run(resolve_checkpoint(run_dir, spec), run_dir)
 
 # %% ../nbs/07_run.ipynb #85a61470
 def start_or_resume(trainer, run_dir: Path) -> int:
@@ -97,23 +115,40 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
             StopOnSignal()]
 
 # %% ../nbs/07_run.ipynb #7df19741
-def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
-    "Run DreamBooth for `cfg` into `cfg.output_dir`; returns the finished trainer."
+def _load_checked(cfg: TrainConfig, accelerator):
+    "The base model, after the checks that need no run folder (bad input fails before anything is written)."
     _warn_all(validate(cfg))
-    find_images(cfg.instance_data_dir or sample_subject_dir())          # bad input fails before anything is written
-    accelerator = make_accelerator(cfg)
+    find_images(cfg.instance_data_dir or sample_subject_dir())
     backbone = load_base(cfg, device=accelerator.device)
     _warn_all(check_identifier(backbone.tokenizer, cfg.identifier))
     if cfg.snr_gamma is not None: snr_weights(backbone.noise_scheduler, torch.zeros(1, dtype=torch.long), cfg.snr_gamma)  # flow matching refuses
-    run_dir = prepare_run_dir(cfg.output_dir, overwrite) if accelerator.is_main_process else Path(cfg.output_dir)
-    if accelerator.is_main_process: cfg.to_yaml(run_dir / 'config.yaml')
-    data = subject_data(cfg, _priors(cfg, backbone, run_dir, accelerator))
-    trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
-    start_or_resume(trainer, run_dir)
-    if cfg.report_to != 'jsonl': accelerator.init_trackers('dreambooth_nb', config=tracker_config(cfg))
-    trainer.fit()
-    accelerator.end_training()
-    if accelerator.is_main_process and (run_dir / 'metrics.jsonl').exists(): save_loss_plot(run_dir)
+    return backbone
+
+def open_run(cfg: TrainConfig, run_dir: Path, overwrite: bool) -> Path:
+    "Accept the start (or raise, having written nothing), then write the run's config and id (main process, under the lock)."
+    check_run_dir(run_dir, overwrite)
+    if not overwrite: accept_start(cfg, run_dir)
+    run_dir = prepare_run_dir(run_dir, overwrite)
+    config_for_run(cfg, run_dir).to_yaml(run_dir / 'config.yaml')
+    run_id(run_dir, create=True); migrate_checkpoints(run_dir)
+    return run_dir
+
+def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
+    "Run DreamBooth for `cfg` into `cfg.output_dir`; returns the finished trainer."
+    accelerator = make_accelerator(cfg)
+    backbone, main = _load_checked(cfg, accelerator), accelerator.is_main_process
+    run_dir = Path(cfg.output_dir).expanduser()
+    with RunLock(run_dir) if main else nullcontext():
+        if main: open_run(cfg, run_dir, overwrite)
+        accelerator.wait_for_everyone()
+        data = subject_data(cfg, _priors(cfg, backbone, run_dir, accelerator))
+        trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
+        trainer.run_id = run_id(run_dir)
+        start_or_resume(trainer, run_dir)
+        if cfg.report_to != 'jsonl': accelerator.init_trackers('dreambooth_nb', config=tracker_config(cfg))
+        trainer.fit()
+        accelerator.end_training()
+        if main and (run_dir / 'metrics.jsonl').exists(): save_loss_plot(run_dir)
     return trainer
 
 def save_loss_plot(run_dir: Path) -> Path:
@@ -137,9 +172,11 @@ def demo_config(out, **overrides) -> TrainConfig:
 
 def demo(out='dreambooth-demo', overwrite: bool = False, **overrides) -> Trainer:
     "Run the whole DreamBooth loop on the tiny backbone and the bundled dog; returns the trainer."
-    out = prepare_run_dir(out, overwrite)
-    if latest_checkpoint(out) is not None: overrides.setdefault('resume_from_checkpoint', 'latest')   # a rerun continues
-    cfg = demo_config(out, **overrides)
-    cfg.to_yaml(out / 'config.yaml')                     # marks the folder as a run before anything else is written
-    if not (out / 'base-model' / 'model_index.json').exists(): tiny('sd15').save_pretrained(out / 'base-model')
-    return train(cfg)
+    out = check_run_dir(out, overwrite)
+    with RunLock(out, command='demo'):
+        prepare_run_dir(out, overwrite)
+        if latest_checkpoint(out) is not None: overrides.setdefault('resume_from_checkpoint', 'latest')   # a rerun continues
+        cfg = demo_config(out, **overrides)
+        if not is_run_dir(out): config_for_run(cfg, out).to_yaml(out / 'config.yaml')    # marks a new folder as a run first
+        if not (out / 'base-model' / 'model_index.json').exists(): tiny('sd15').save_pretrained(out / 'base-model')
+        return train(cfg)

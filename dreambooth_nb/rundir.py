@@ -4,14 +4,14 @@
 
 # %% ../nbs/00a_rundir.ipynb #6b5d4571
 from __future__ import annotations
-import errno, json, os, socket, threading
+import errno, json, os, socket, threading, uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from .config import DreamBoothError, TrainConfig
+from .config import DreamBoothError, TrainConfig, atomic_write_text
 
 # %% auto #0
-__all__ = ['LOCK_NAME', 'PATH_FIELDS', 'RunLockedError', 'read_holder', 'RunLock', 'config_for_run', 'config_from_run',
-           'read_run_config']
+__all__ = ['LOCK_NAME', 'PATH_FIELDS', 'RUN_INFO', 'RunLockedError', 'read_holder', 'RunLock', 'config_for_run',
+           'config_from_run', 'read_run_config', 'run_id']
 
 # %% ../nbs/00a_rundir.ipynb #374c8f04
 LOCK_NAME = '.lock'
@@ -118,3 +118,16 @@ def config_from_run(cfg: TrainConfig, run_dir) -> TrainConfig:
 def read_run_config(run_dir, path=None) -> TrainConfig:
     "The config of a run folder (or `path`, a config.yaml kept in it, e.g. a checkpoint's), with paths resolved."
     return config_from_run(TrainConfig.from_yaml(Path(path) if path else Path(run_dir) / 'config.yaml'), run_dir)
+
+# %% ../nbs/00a_rundir.ipynb #40dd6459
+RUN_INFO = 'run.json'
+
+def run_id(run_dir, create: bool = False) -> str | None:
+    "The id of a run folder (from RUN/run.json); made and written when `create` and there is none."
+    path = Path(run_dir) / RUN_INFO
+    try: return json.loads(path.read_text())['run_id']
+    except (OSError, ValueError, KeyError, TypeError): pass
+    if not create: return None
+    rid = uuid.uuid4().hex[:12]
+    atomic_write_text(path, json.dumps(dict(run_id=rid, created=datetime.now(timezone.utc).isoformat(timespec='seconds'))))
+    return rid

@@ -271,7 +271,7 @@ def check_fresh_start(run_dir):
 def check_can_resume(run_dir) -> Path:
     "The checkpoint Resume continues from, or `CheckpointError` in the panel's words."
     with warnings.catch_warnings(record=True): ckpt = latest_checkpoint(run_dir)
-    if ckpt is None: raise CheckpointError(f"There is no valid checkpoint in {Path(run_dir) / 'checkpoints'} to resume from. Press Train to start this run.")
+    if ckpt is None: raise CheckpointError(f"There is no valid checkpoint in {run_dir} to resume from. Press Train to start this run.")
     return ckpt
 
 # %% ../nbs/08_widgets.ipynb #5bfad1a5

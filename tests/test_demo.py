@@ -16,7 +16,7 @@ def demo_run(tmp_path_factory):
 def test_prints_what_it_wrote_where(demo_run):
     out, res = demo_run
     assert f'Run folder: {out}' in res.stdout
-    for name in ('config.yaml', 'metrics.jsonl', 'loss.png', 'priors/', 'checkpoints/', 'samples/'): assert name in res.stdout
+    for name in ('config.yaml', 'metrics.jsonl', 'loss.png', 'priors/', 'checkpoint-', 'samples/'): assert name in res.stdout
     assert 'Traceback' not in res.stderr
 
 def test_config_reloads_and_names_the_base_model_on_disk(demo_run):
@@ -57,7 +57,7 @@ def test_checkpoint_is_valid_rotated_and_loads_back(demo_run):
     from dreambooth_nb.backbones import load_backbone
     out, _ = demo_run
     ckpts = list_checkpoints(out)
-    assert [c.name for c in ckpts] == ['step-000200', 'step-000300']          # checkpoints_total_limit=2
+    assert [c.name for c in ckpts] == ['checkpoint-200', 'checkpoint-300']          # checkpoints_total_limit=2
     assert all(checkpoint_problem(c) is None for c in ckpts)
     bb, manifest = load_trained(out)
     assert manifest['step'] == 300
@@ -72,11 +72,11 @@ def test_checkpoint_is_valid_rotated_and_loads_back(demo_run):
 
 def test_rerun_continues_the_run_folder(demo_run):
     out, _ = demo_run
-    before = {p: p.stat().st_mtime_ns for p in (out / 'checkpoints').rglob('*') if p.is_file()}
+    before = {p: p.stat().st_mtime_ns for p in out.glob('checkpoint-*/*') if p.is_file()}
     res = run_cli('demo', '--out', out)            # an existing, finished run: resumed, nothing redone or lost
     assert res.returncode == 0, res.stderr[-2000:]
     assert len((out / 'metrics.jsonl').read_text().splitlines()) == 300
-    assert {p: p.stat().st_mtime_ns for p in (out / 'checkpoints').rglob('*') if p.is_file()} == before
+    assert {p: p.stat().st_mtime_ns for p in out.glob('checkpoint-*/*') if p.is_file()} == before
     assert len(list((out / 'priors').glob('class-*.png'))) == 16
 
 def test_train_into_a_finished_run_needs_resume_or_overwrite(demo_run):

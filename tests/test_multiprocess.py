@@ -49,7 +49,7 @@ def test_two_processes_train_one_model(tmp_path, base_model):
     hashes = dict(re.findall(r'RANK (\d) WEIGHTS (\w+)', res.stdout))
     assert sorted(hashes) == ['0', '1'] and hashes['0'] == hashes['1']                  # identical weights on every rank
     run = tmp_path / 'run'
-    saved = load_file(run / 'checkpoints' / 'step-000006' / 'unet.safetensors')
+    saved = load_file(run / 'checkpoint-6' / 'unet.safetensors')
     assert _weights_hash(saved) == hashes['0']                                          # ... and in the checkpoint
     steps = [json.loads(l)['step'] for l in (run / 'metrics.jsonl').read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]                                                  # loss logged once per step
@@ -61,4 +61,4 @@ def test_module_cli_under_accelerate_launch(tmp_path, base_model):
     res = _run(LAUNCH + ['-m', 'dreambooth_nb', 'train', '--pretrained_model_name_or_path', str(base_model),
                          '--output_dir', str(tmp_path / 'run')] + FLAGS)
     assert res.stdout.count('Run folder:') == 1                                         # the summary is printed once
-    assert sorted(p.name for p in (tmp_path / 'run' / 'checkpoints').iterdir()) == ['step-000003', 'step-000006']
+    assert sorted(p.name for p in (tmp_path / 'run').glob('checkpoint-*')) == ['checkpoint-3', 'checkpoint-6']

@@ -38,7 +38,7 @@ def test_default_prompts_and_eval_prompts(lora_run, tmp_path):
     assert sorted(p.name for p in (tmp_path / 'd').iterdir()) == ['00-seed0.png', '01-seed0.png', 'grid.png']   # instance + class prompt
 
 @pytest.mark.parametrize('args,needle', [(['--width', '500'], 'multiple of 8'), (['--seeds', 'x'], 'whole numbers'),
-                                         (['--checkpoint', 'step-000999'], 'does not exist')])
+                                         (['--checkpoint', 'checkpoint-999'], 'does not exist')])
 def test_bad_input(lora_run, tmp_path, args, needle):
     res = run_cli('sample', '--run', lora_run, *args, '--out', tmp_path / 'e')
     assert res.returncode == 2 and needle in res.stderr and 'Traceback' not in res.stderr, res.stderr[-2000:]
