@@ -14,9 +14,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import DataError
 
 # %% auto #0
-__all__ = ['MAX_PHOTO_PIXELS', 'WORKING_PIXELS', 'KNOWN_BAD_IDENTIFIERS', 'sample_subject_dir', 'UnreadableImage', 'load_image',
-           'find_images', 'warn_skipped', 'crop_square', 'to_tensor', 'to_pil', 'load_pixels', 'check_identifier',
-           'rare_identifiers', 'batch_indices', 'flip_mask', 'SubjectData', 'subject_data']
+__all__ = ['MAX_PHOTO_PIXELS', 'WORKING_PIXELS', 'KNOWN_BAD_IDENTIFIERS', 'sample_subject_dir', 'UnreadableImage', 'open_header',
+           'load_image', 'find_images', 'warn_skipped', 'crop_square', 'to_tensor', 'to_pil', 'load_pixels',
+           'check_identifier', 'rare_identifiers', 'batch_indices', 'flip_mask', 'SubjectData', 'subject_data']
 
 # %% ../nbs/02_data.ipynb #37bccd58
 def sample_subject_dir() -> Path:
@@ -48,7 +48,7 @@ MAX_PHOTO_PIXELS = 250_000_000      # the largest image load_image opens (a 200 
 WORKING_PIXELS = 24_000_000         # an image above PIL's limit is shrunk to about this many pixels as it loads
 _OPEN_LOCK = threading.Lock()
 
-def _open_header(path) -> Image.Image:
+def open_header(path) -> Image.Image:
     "`Image.open` (header only, no pixels) without PIL's decompression-bomb check; `_load_bounded` checks the size."
     with _OPEN_LOCK:                # PIL's limit is a module global: restore it before any other thread opens a file
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
@@ -72,7 +72,7 @@ def _load_bounded(img: Image.Image, path) -> Image.Image:
 def load_image(path) -> Image.Image:
     "Open an image file as upright RGB (very large photos shrunk as they load); `UnreadableImage` if it cannot be read."
     try:
-        with _open_header(path) as img:
+        with open_header(path) as img:
             return _to_rgb(ImageOps.exif_transpose(_load_bounded(img, path)))
     except UnidentifiedImageError: raise UnreadableImage(path, 'not an image file PIL can read') from None
     except (OSError, ValueError, Image.DecompressionBombError) as e: raise UnreadableImage(path, str(e)) from None
