@@ -4,43 +4,64 @@
 
 # %% ../nbs/09_cli.ipynb #7187d500
 from __future__ import annotations
-import argparse, os, signal, sys, time, warnings
+import argparse, errno, math, os, signal, sys, time, warnings
 from dataclasses import fields
 from pathlib import Path
-from .config import DreamBoothError, ConfigError, TrainConfig, PRESETS, closest_field, field_docs, infer_identifier, preset
+from .config import (DreamBoothError, ConfigError, TrainConfig, PRESETS, LORA_FIELDS, MAX_RESOLUTION, MAX_RANK,
+                                  closest_field, coerce_dict, coerce_field, field_docs, field_type, inferred_names, read_yaml,
+                                  settings_from_yaml)
 
 # %% auto #0
-__all__ = ['FLAG_CONSTS', 'COMPAT_FLAGS', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'add_config_flags', 'add_compat_flags',
-           'pop_compat_notices', 'parse_seeds', 'add_sample_parser', 'build_parser', 'parse', 'config_from_args',
-           'cmd_demo', 'cmd_tiny', 'cmd_train', 'cmd_priors', 'cmd_sample', 'cmd_export', 'main']
+__all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'COMPAT_FLAGS', 'LORA_COMPAT_FLAGS', 'MAX_SEEDS', 'MAX_SEED_VALUE', 'PRIOR_FIELDS',
+           'PRIOR_FLAG_NAMES', 'TRAIN_EPILOG', 'ERRNO_MEANING', 'OOM_ADVICE', 'COMMANDS', 'add_config_flags',
+           'add_compat_flags', 'pop_compat_notices', 'parse_seeds', 'add_sample_parser', 'build_parser', 'parse',
+           'given_settings', 'config_from_args', 'check_inputs_given', 'validation_steps_for_epochs',
+           'apply_validation_epochs', 'cmd_demo', 'cmd_tiny', 'train_config', 'cmd_train', 'cmd_priors', 'writable_dir',
+           'cmd_sample', 'cmd_export', 'describe_os_error', 'main']
 
-# %% ../nbs/09_cli.ipynb #ecef0843
-def _field_type(annotation: str):
-    "The parser type of a field from its annotation string ('int | None' -> int)."
-    for name, tp in (('bool', bool), ('int', int), ('float', float)):
-        if annotation.split('|')[0].strip() == name: return tp
-    return str
-
-def _optional(tp):
+# %% ../nbs/09_cli.ipynb #59b6f341
+def _ranged(kind, flag: str, lo=None, hi=None, why: str = ''):
+    "An argparse `type`: a finite number of `kind` within [lo, hi]; anything else is a `ConfigError` naming the flag."
     def parse(text: str):
-        return None if text.lower() == 'none' else tp(text)
-    parse.__name__ = tp.__name__
+        try: v = kind(text)
+        except ValueError: raise ConfigError(f"{flag} {text!r} is not a {'whole number' if kind is int else 'number'}.") from None
+        if kind is float and not math.isfinite(v): raise ConfigError(f"{flag} {text} must be a finite number.")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            bounds = f"between {lo} and {hi}" if lo is not None and hi is not None else f"at least {lo}" if lo is not None else f"at most {hi}"
+            raise ConfigError(f"{flag} {text} is out of range: it must be {bounds}" + (f" ({why})" if why else '') + '.')
+        return v
+    parse.__name__ = kind.__name__
     return parse
 
+def _positive_int(flag: str): return _ranged(int, flag, 1)
+
+# %% ../nbs/09_cli.ipynb #ecef0843
 FLAG_CONSTS = {'offset_noise': 0.1}   # train_dreambooth.py's --offset_noise is a switch; alone it means 0.1
+FLAG_ALIASES = {'lora_target_modules': ('lora_layers',)}
+
+def _flag_value(name: str):
+    "An argparse `type` that reads a flag's text with the YAML coercion rules (a bad value is a `ConfigError`)."
+    def parse(text: str): return coerce_field(name, text, 'the command line')
+    parse.__name__ = field_type(name)[0]
+    return parse
 
 def add_config_flags(parser: argparse.ArgumentParser, only=None, flag_names: dict | None = None):
     "Add a flag per TrainConfig field (or per field in `only`, named as in `flag_names`); unset flags stay absent."
     for f in fields(TrainConfig):
         if only is not None and f.name not in only: continue
-        flag, tp, doc = f"--{(flag_names or {}).get(f.name, f.name)}", _field_type(str(f.type)), f.metadata['doc']
+        names = [f"--{(flag_names or {}).get(f.name, f.name)}"] + ([f'--{a}' for a in FLAG_ALIASES.get(f.name, ())] if only is None else [])
+        tp, doc = field_type(f.name)[0], f.metadata['doc']
         kw = dict(dest=f.name, default=argparse.SUPPRESS, help=doc)
-        if tp is bool: parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        elif f.name in FLAG_CONSTS: parser.add_argument(flag, type=tp, nargs='?', const=FLAG_CONSTS[f.name], **kw)
-        else: parser.add_argument(flag, type=_optional(tp) if 'None' in str(f.type) else tp, metavar=tp.__name__.upper(), **kw)
+        if tp == 'bool': parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
+        elif f.name in FLAG_CONSTS: parser.add_argument(*names, type=_flag_value(f.name), nargs='?', const=FLAG_CONSTS[f.name], **kw)
+        else: parser.add_argument(*names, type=_flag_value(f.name), metavar=tp.upper(), **kw)
 
 # %% ../nbs/09_cli.ipynb #f23c407d
+_NO_PRODIGY = 'ignored: there is no Prodigy optimizer here (AdamW is used)'
+_NO_HUB_DATASET = 'not supported: Hub datasets are not downloaded; save the images to a folder and pass --instance_data_dir'
+_UNIFORM_T = "ignored: timesteps are drawn as with the scripts' default (weighting_scheme none)"
 COMPAT_FLAGS = {  # flag: (nargs, what happens instead)
+    # train_dreambooth.py
     'revision': (None, "ignored: download that revision (`hf download ID --revision R --local-dir DIR`) and pass the folder"),
     'variant': (None, 'ignored: weights are loaded as stored and trained in the mixed_precision you choose'),
     'tokenizer_name': (None, "ignored: the model folder's own tokenizer is used"),
@@ -59,13 +80,55 @@ COMPAT_FLAGS = {  # flag: (nargs, what happens instead)
     'validation_images': ('+', 'ignored: only image-conditioned pipelines use them'),
     'class_labels_conditioning': (None, 'ignored: only DeepFloyd IF uses it'),
     'validation_scheduler': (None, 'sample grids use DPM-Solver++'),
+    # train_dreambooth_lora.py and train_dreambooth_lora_sdxl.py
+    'lora_dropout': (None, 'not available: LoRA layers train without dropout (the scripts\' default, 0.0)'),
+    'use_dora': (0, 'not available: plain LoRA is trained'),
+    'image_interpolation_mode': (None, 'images are resized with Lanczos'),
+    'pretrained_vae_model_name_or_path': (None, "ignored: the base model's own VAE is used (for SDXL in fp16, put an fp16-safe VAE such as "
+                                                "madebyollin/sdxl-vae-fp16-fix in the model folder's vae/, or train in bf16)"),
+    'dataset_name': (None, _NO_HUB_DATASET), 'dataset_config_name': (None, _NO_HUB_DATASET),
+    'image_column': (None, _NO_HUB_DATASET), 'caption_column': (None, 'ignored: every image trains with --instance_prompt'),
+    'cache_dir': (None, 'ignored: models come from the Hugging Face cache (set HF_HOME to move it)'),
+    'repeats': (None, 'ignored: each image is seen once per epoch; train longer with --max_train_steps instead'),
+    'do_edm_style_training': (0, "not supported: the base model's own objective (epsilon/v-prediction or flow matching) is trained"),
+    'output_kohya_format': (0, 'checkpoints use diffusers keys; afterwards run `dreambooth-nb export --run OUTPUT_DIR --format lora --lora_format kohya`'),
+    'text_encoder_lr': (None, 'ignored: a trained text encoder uses --learning_rate'),
+    'adam_weight_decay_text_encoder': (None, 'ignored: a trained text encoder uses --adam_weight_decay'),
+    'optimizer': (None, "AdamW is used (8-bit with --use_8bit_adam); Prodigy is not available, so give --learning_rate an AdamW value "
+                        "(1e-4 for LoRA), not Prodigy's 1.0"),
+    'prodigy_beta3': (None, _NO_PRODIGY), 'prodigy_decouple': (None, _NO_PRODIGY),
+    'prodigy_use_bias_correction': (None, _NO_PRODIGY), 'prodigy_safeguard_warmup': (None, _NO_PRODIGY),
+    # train_dreambooth_lora_flux2_klein.py
+    'bnb_quantization_config_path': (None, 'not supported: the base model is loaded unquantised, in --mixed_precision'),
+    'do_fp8_training': (0, 'not supported: training runs in --mixed_precision (bf16 for FLUX.2 klein)'),
+    'max_sequence_length': (None, "ignored: prompts use the model's own length (512 tokens for FLUX.2 klein)"),
+    'text_encoder_out_layers': ('+', "ignored: FLUX.2 klein's conditioning uses the Qwen3 layers Flux2KleinPipeline uses"),
+    'skip_final_inference': (0, 'ignored: sample grids follow --validation_steps; render more with `dreambooth-nb sample`'),
+    'final_validation_prompt': (None, 'ignored: render other prompts after training with `dreambooth-nb sample --prompt`'),
+    'aspect_ratio_buckets': (None, 'not supported: images are cropped square at --resolution'),
+    'use_aspect_ratio_buckets': (0, 'not supported: images are cropped square at --resolution'),
+    'caption_dropout': (None, 'ignored: every image trains with its prompt'),
+    'weighting_scheme': (None, _UNIFORM_T), 'logit_mean': (None, _UNIFORM_T), 'logit_std': (None, _UNIFORM_T), 'mode_scale': (None, _UNIFORM_T),
+    'upcast_before_saving': (0, 'not needed: trainable weights are kept and saved in fp32'),
+    'offload': (0, 'automatic: on a GPU the frozen text encoder and VAE leave the GPU during training'),
+    'enable_npu_flash_attention': (0, "ignored: PyTorch's scaled-dot-product attention is used"),
+    'fsdp_text_encoder': (0, 'ignored: a frozen text encoder runs once, before training, to precompute the prompts'),
+    # the advanced and FLUX.2 scripts
+    'train_text_encoder_ti': (0, 'not supported (pivotal tuning): --train_text_encoder trains the whole text encoder'),
+    'crops_coords_top_left_h': (None, "ignored: SDXL's crop time ids are (0, 0), as for the square crops trained"),
+    'crops_coords_top_left_w': (None, "ignored: SDXL's crop time ids are (0, 0), as for the square crops trained"),
+    'remote_text_encoder': (0, 'ignored: prompts are encoded locally, once, before training'),
 }
+LORA_COMPAT_FLAGS = ('lora_dropout', 'use_dora')   # LoRA-only flags: given without --mode, they mean mode=lora too
 
+# %% ../nbs/09_cli.ipynb #5075a275
 def add_compat_flags(parser: argparse.ArgumentParser):
-    "Accept train_dreambooth.py's flags that have no config field."
+    "Accept the diffusers scripts' flags that have no config field, and --validation_epochs."
     for name, (nargs, note) in COMPAT_FLAGS.items():
         if nargs == 0: parser.add_argument(f'--{name}', action='store_true', default=argparse.SUPPRESS, help=note)
-        else: parser.add_argument(f'--{name}', nargs=nargs, default=argparse.SUPPRESS, help=note)
+        else: parser.add_argument(f'--{name}', nargs=nargs, default=argparse.SUPPRESS, metavar='VALUE', help=note)
+    parser.add_argument('--validation_epochs', type=_positive_int('--validation_epochs'), default=argparse.SUPPRESS, metavar='INT',
+                        help='Render a sample grid every N epochs (becomes validation_steps, counted from the images)')
 
 def pop_compat_notices(args) -> list[str]:
     "Remove the compatibility flags from `args`; one notice per flag given."
@@ -75,16 +138,25 @@ def pop_compat_notices(args) -> list[str]:
     return notes
 
 # %% ../nbs/09_cli.ipynb #18b0fa31
-def parse_seeds(text: str) -> list[int]:
-    "'0,1,2' or '0-3' (inclusive) -> a list of seeds."
-    try:
-        out = []
-        for part in text.split(','):
-            a, _, b = part.strip().partition('-')
-            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
-        return out
-    except ValueError: raise ConfigError(f"--seeds {text!r} is not a list of whole numbers like 0,1,2 or 0-3.") from None
+MAX_SEEDS, MAX_SEED_VALUE = 10_000, 2**32 - 1
 
+def _seed_span(part: str, text: str) -> tuple[int, int]:
+    a, sep, b = part.strip().partition('-')
+    try: lo = int(a); hi = int(b) if sep else lo
+    except ValueError: raise ConfigError(f"--seeds {text!r} is not a list of whole numbers like 0,1,2 or 0-3.") from None
+    if hi < lo: raise ConfigError(f"--seeds range {part.strip()!r} is empty: write the smaller seed first ({hi}-{lo}).")
+    if hi > MAX_SEED_VALUE: raise ConfigError(f"--seeds {text!r}: seeds are 32-bit, at most {MAX_SEED_VALUE}.")
+    return lo, hi
+
+def parse_seeds(text: str) -> list[int]:
+    "'0,1,2' or '0-3' (inclusive) -> a list of seeds; the count is checked before a range is expanded."
+    spans = [_seed_span(part, text) for part in text.split(',')]
+    count = sum(hi - lo + 1 for lo, hi in spans)
+    if count > MAX_SEEDS:
+        raise ConfigError(f"--seeds {text!r} asks for {count} images per prompt; at most {MAX_SEEDS} (e.g. --seeds 0-99).")
+    return [s for lo, hi in spans for s in range(lo, hi + 1)]
+
+# %% ../nbs/09_cli.ipynb #0471ed61
 def add_sample_parser(sub):
     s = sub.add_parser('sample', allow_abbrev=False, help='Generate images from a trained run (PNGs and a grid).')
     s.add_argument('--run', required=True, help='Run folder (or a checkpoint folder)')
@@ -92,12 +164,14 @@ def add_sample_parser(sub):
     s.add_argument('--prompt', action='append', help='Prompt template (repeatable); default: the run\'s instance and class prompts')
     s.add_argument('--eval', action='store_true', help="The DreamBooth paper's 25 evaluation prompts for the run's class")
     s.add_argument('--negative_prompt', default=None)
-    s.add_argument('--seeds', default='0,1,2', help='0,1,2 or 0-3')
-    s.add_argument('--num_inference_steps', type=int, default=25)
-    s.add_argument('--guidance_scale', type=float, default=7.5)
+    s.add_argument('--seeds', default='0,1,2', help=f'0,1,2 or 0-3 (at most {MAX_SEEDS} seeds)')
+    s.add_argument('--num_inference_steps', type=_ranged(int, '--num_inference_steps', 1, 1000), default=25, help='Denoising steps (1-1000)')
+    s.add_argument('--guidance_scale', type=_ranged(float, '--guidance_scale', 0, 100), default=7.5, help='Classifier-free guidance (0-100; 1 = off)')
     s.add_argument('--scheduler', default='dpm++', help='dpm++, ddim, euler_a or unipc')
-    s.add_argument('--width', type=int, default=None); s.add_argument('--height', type=int, default=None)
-    s.add_argument('--lora_scale', type=float, default=None, help='LoRA strength (LoRA runs only): 0 = base, 1 = trained')
+    size = dict(default=None, help=f'Image size in pixels (64-{MAX_RESOLUTION}, a multiple of 8; default: the model\'s native size)')
+    s.add_argument('--width', type=_ranged(int, '--width', 64, MAX_RESOLUTION), **size)
+    s.add_argument('--height', type=_ranged(int, '--height', 64, MAX_RESOLUTION), **size)
+    s.add_argument('--lora_scale', type=_ranged(float, '--lora_scale'), default=None, help='LoRA strength (LoRA runs only): 0 = base, 1 = trained')
     s.add_argument('--compare', action='store_true', help='Also render the base model at the same seeds (compare.png)')
     s.add_argument('--out', default=None, help='Folder for the PNGs (default: RUN/samples/cli)')
     s.add_argument('--ref', action='append', default=None, metavar='IMG',
@@ -109,6 +183,26 @@ PRIOR_FIELDS = ('pretrained_model_name_or_path', 'class_prompt', 'class_name', '
 PRIOR_FLAG_NAMES = {'prior_num_inference_steps': 'num_inference_steps', 'prior_guidance_scale': 'guidance_scale',
                     'class_negative_prompt': 'negative_prompt'}
 
+# %% ../nbs/09_cli.ipynb #d300b382
+TRAIN_EPILOG = """\
+Where values come from: --preset, then --config (YAML), then flags; later ones win. YAML and flag values are read
+with the same rules (5e-6 is a float, "512" and 512.0 are 512, yes/no/on/off/1/0 are booleans, none empties an
+optional field).
+
+A run needs a base model and photos: --pretrained_model_name_or_path and --instance_data_dir (from flags or the
+config file). tiny:<family> models may leave out the photos (the bundled dog is used), and --preset demo supplies both.
+
+LoRA flags imply LoRA: --rank, --lora_alpha, --lora_target_modules/--lora_layers, --lora_dropout or --use_dora given
+without --mode train with mode=lora (one warning line says so).
+
+Literal prompts name the subject: --instance_prompt "a photo of pxr glasses" --class_prompt "a photo of glasses"
+sets identifier=pxr and class_name=glasses.
+
+Every flag of diffusers' train_dreambooth.py, train_dreambooth_lora.py, train_dreambooth_lora_sdxl.py and
+train_dreambooth_lora_flux2_klein.py is accepted: honoured where the feature exists here, otherwise one notice line
+says what happens instead. --guidance_scale is the sample grids' classifier-free guidance (in the klein script it is a
+training-time guidance embedding, which klein does not have)."""
+
 # %% ../nbs/09_cli.ipynb #a9053bf9
 def build_parser() -> argparse.ArgumentParser:
     "The `dreambooth-nb` parser with its subcommands."
@@ -117,11 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser('demo', allow_abbrev=False, help='Run the whole DreamBooth loop on a tiny model and the bundled dog photos (CPU, about a minute).')
     d.add_argument('--out', default='dreambooth-demo', help='Run folder to write (default: ./dreambooth-demo)')
     d.add_argument('--overwrite', action='store_true', help="Write into a non-empty folder that is not a run, or restart an existing run")
-    d.add_argument('--max_train_steps', type=int, default=None, help='Override the demo preset (300 steps)')
+    d.add_argument('--max_train_steps', type=_positive_int('--max_train_steps'), default=None, help='Override the demo preset (300 steps)')
     t = sub.add_parser('tiny', allow_abbrev=False, help='Write a tiny random-weight backbone as a diffusers folder (for tests and experiments).')
     t.add_argument('--family', default='sd15', help='sd15 (epsilon), sd21 (v-prediction) or sdxl')
     t.add_argument('--out', required=True, help='Folder to write')
-    tr = sub.add_parser('train', allow_abbrev=False, help='Train DreamBooth from a YAML config and/or train_dreambooth.py-style flags.')
+    tr = sub.add_parser('train', allow_abbrev=False, help='Train DreamBooth from a YAML config and/or train_dreambooth.py-style flags.',
+                        description='Train DreamBooth from a YAML config and/or the flags of diffusers\' DreamBooth scripts.',
+                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     tr.add_argument('--config', help='YAML config (e.g. a run folder\'s config.yaml)')
     tr.add_argument('--preset', choices=sorted(PRESETS), help='Start from a named preset')
     tr.add_argument('--overwrite', action='store_true', help='Write into a non-empty folder that is not a run')
@@ -139,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--checkpoint', default='latest', help='latest, step-N or a checkpoint path')
     e.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16'])
     e.add_argument('--lora_format', default='diffusers', choices=['diffusers', 'kohya'], help='LoRA key layout: diffusers, or kohya (A1111/ComfyUI)')
-    e.add_argument('--rank', type=int, default=None, help='Rank of a LoRA extracted from a full fine-tune (default: the run\'s rank)')
+    e.add_argument('--rank', type=_ranged(int, '--rank', 1, MAX_RANK, "a LoRA rank above a layer's smallest dimension adds nothing"), default=None,
+                   help=f'Rank of a LoRA extracted from a full fine-tune (1-{MAX_RANK}; default: the run\'s rank)')
     return p
 
 # %% ../nbs/09_cli.ipynb #6de4efa7
@@ -152,18 +249,77 @@ def parse(argv) -> argparse.Namespace:
         raise ConfigError(f"Unknown argument {flag!r}." + (f" Did you mean --{hint}?" if hint else '') + " See `dreambooth-nb train --help`.")
     return args
 
-def config_from_args(args) -> TrainConfig:
-    "preset -> YAML -> flags, later ones winning; a literal instance prompt names its identifier."
-    skip = {'command', 'config', 'preset', 'overwrite', 'accept_other_model'}
-    flags = {k: v for k, v in vars(args).items() if k not in skip}
+def _lora_flags_given(args) -> list[str]:
+    return [f'--{k}' for k in LORA_FIELDS + LORA_COMPAT_FLAGS if hasattr(args, k)]
+
+def _implied_mode(args, before: dict) -> dict:
+    "mode=lora when LoRA flags are given and no source set a mode; a warning either way."
+    lora = _lora_flags_given(args)
+    if not lora or hasattr(args, 'mode'): return {}
+    if 'mode' not in before:
+        warnings.warn(f"{', '.join(lora)} given without --mode: training LoRA (mode=lora)")
+        return {'mode': 'lora'}
+    if before['mode'] != 'lora': warnings.warn(f"{', '.join(lora)} given, but mode={before['mode']} (from the preset or config file): the LoRA flags are unused")
+    return {}
+
+def given_settings(args) -> dict:
+    "The fields the preset, the YAML file and the flags set (later ones winning), with what they imply."
+    given = dict(PRESETS[args.preset]) if getattr(args, 'preset', None) else {}
+    if getattr(args, 'config', None): given.update(settings_from_yaml(args.config))
+    flags = {k: v for k, v in vars(args).items() if k in field_docs()}
     if 'num_train_epochs' in flags and 'max_train_steps' not in flags: flags['max_train_steps'] = None   # as in diffusers
-    base = preset(args.preset).__dict__ if getattr(args, 'preset', None) else {}
-    if args.config: base = {**base, **TrainConfig.from_yaml(args.config).__dict__}
-    cfg = TrainConfig.from_dict({**base, **flags})
-    if 'identifier' not in flags and 'instance_prompt' in flags:
-        found = infer_identifier(cfg.fill(cfg.instance_prompt), cfg.fill(cfg.class_prompt) if cfg.class_prompt else None)
-        if found: cfg = cfg.replace(identifier=found)
-    return cfg
+    implied = _implied_mode(args, given)
+    given.update(coerce_dict(flags, 'the command line')); given.update(implied)
+    for k in ('identifier', 'class_name'):   # names inferred from prompts the flags replaced are stale
+        if k not in flags and k in given and {'instance_prompt', 'class_prompt'} & set(flags) and not _set_in_file(args, k): given.pop(k)
+    given.update(inferred_names(given))
+    return given
+
+def _set_in_file(args, key) -> bool:
+    "Whether the preset or the YAML file itself (not an inference from its prompts) sets `key`."
+    in_yaml = bool(getattr(args, 'config', None)) and key in read_yaml(args.config)
+    return in_yaml or (bool(getattr(args, 'preset', None)) and key in PRESETS[args.preset])
+
+def config_from_args(args) -> TrainConfig:
+    "preset -> YAML -> flags, later ones winning; LoRA flags imply LoRA; literal prompts name the identifier and class."
+    return TrainConfig.from_dict(given_settings(args))
+
+# %% ../nbs/09_cli.ipynb #0727c321
+def check_inputs_given(given: dict):
+    "Raise `ConfigError` naming the base model and/or photos that neither the flags, the config file nor a preset gave."
+    model = given.get('pretrained_model_name_or_path')
+    missing = [] if model else ['--pretrained_model_name_or_path (a diffusers folder, a Hub id, or tiny:sd15 for a test run)']
+    if 'instance_data_dir' not in given and not str(model or '').startswith('tiny:'):
+        missing.append('--instance_data_dir (the folder of your 3-5 subject photos)')
+    if missing:
+        raise ConfigError(f"train needs {' and '.join(missing)}; give {'them' if len(missing) > 1 else 'it'} as flags or in --config. "
+                          "For the bundled dog example run `dreambooth-nb demo` or `dreambooth-nb train --preset demo`.")
+
+# %% ../nbs/09_cli.ipynb #8abcaa65
+def validation_steps_for_epochs(cfg: TrainConfig, epochs: int) -> tuple[int, str] | None:
+    "validation_steps for `--validation_epochs` (and how it was counted), or None when the photos cannot be counted."
+    from dreambooth_nb.data import find_images, sample_subject_dir
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore'); n_instance = len(find_images(cfg.instance_data_dir or sample_subject_dir()))
+    except (DreamBoothError, OSError): return None
+    n_class = cfg.num_class_images if cfg.with_prior_preservation else 0
+    per_epoch = max(1, -(-max(n_instance, n_class) // (cfg.train_batch_size * cfg.gradient_accumulation_steps)))
+    return epochs * per_epoch, f"{max(n_instance, n_class)} images at {cfg.train_batch_size * cfg.gradient_accumulation_steps} per step"
+
+def apply_validation_epochs(args, cfg: TrainConfig, given: dict) -> TrainConfig:
+    "Honour --validation_epochs by setting validation_steps (unless --validation_steps is given); one warning line says what it became."
+    epochs = getattr(args, 'validation_epochs', None)
+    if epochs is None: return cfg
+    if 'validation_steps' in given:
+        warnings.warn(f"--validation_epochs {epochs}: ignored, validation_steps={cfg.validation_steps} is given"); return cfg
+    found = validation_steps_for_epochs(cfg, epochs)
+    if found is None:
+        warnings.warn(f"--validation_epochs {epochs}: the images could not be counted; sample grids every validation_steps={cfg.validation_steps} steps")
+        return cfg
+    steps, how = found
+    warnings.warn(f"--validation_epochs {epochs}: sample grids every {steps} steps (validation_steps={steps}; an epoch is {how}, one process)")
+    return cfg.replace(validation_steps=steps)
 
 # %% ../nbs/09_cli.ipynb #b9ad15d0
 def _summary(run: Path, seconds: float) -> str:
@@ -194,10 +350,19 @@ def cmd_tiny(args) -> int:
     print(f"Wrote a tiny {args.family} backbone (random weights) to {path}; load it with diffusers' DiffusionPipeline.from_pretrained('{path}').")
     return 0
 
+def train_config(args, given: dict) -> TrainConfig:
+    "The config `train` runs: `given` settings, --validation_epochs applied, validated, model and photos present."
+    from dreambooth_nb.config import validate
+    cfg = apply_validation_epochs(args, TrainConfig.from_dict(given), given)
+    validate(cfg)                      # its warnings are shown once, by train()
+    check_inputs_given(given)
+    return cfg
+
 def cmd_train(args) -> int:
-    from dreambooth_nb.run import train
+    given = given_settings(args)       # before the notices: --lora_dropout/--use_dora imply LoRA
     for note in pop_compat_notices(args): print(f"notice: {note}", file=sys.stderr)
-    cfg, t0 = config_from_args(args), time.time()
+    cfg, t0 = train_config(args, given), time.time()
+    from dreambooth_nb.run import train    # torch and diffusers load after the config is known to be good (seconds saved on a typo)
     trainer = train(cfg, overwrite=args.overwrite)
     if trainer.is_main: print(_summary(Path(cfg.output_dir), time.time() - t0))   # once, under accelerate launch too
     return _stop_status(trainer, cfg.output_dir)
@@ -230,15 +395,23 @@ def cmd_priors(args) -> int:
     return 0
 
 # %% ../nbs/09_cli.ipynb #9e7085e6
+def writable_dir(path) -> Path:
+    "Create `path` and check a file can be written there; an `OSError` (read-only, full, a file in the way) says why."
+    import tempfile
+    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path): pass
+    return path
+
 def cmd_sample(args) -> int:
     import torch
     from dreambooth_nb.backbones import load_base
     from dreambooth_nb.checkpoint import checkpoint_dir, load_trained
     from dreambooth_nb.sampling import compare_grid, eval_prompts, generate, image_grid, save_png, set_lora_scale
-    folder = checkpoint_dir(args.run, args.checkpoint)
+    folder, seeds = checkpoint_dir(args.run, args.checkpoint), parse_seeds(args.seeds)
     cfg, device = TrainConfig.from_yaml(folder / 'config.yaml'), 'cuda' if torch.cuda.is_available() else 'cpu'
     templates = args.prompt or (eval_prompts(cfg.class_name) if args.eval else [cfg.instance_prompt] + ([cfg.class_prompt] if cfg.class_prompt else []))
-    prompts, seeds = [cfg.fill(t) for t in templates], parse_seeds(args.seeds)
+    prompts = [cfg.fill(t) for t in templates]
+    out = writable_dir(args.out if args.out else Path(args.run) / 'samples' / 'cli')    # before minutes of sampling
     backbone, manifest = load_trained(folder, device=device)
     if args.lora_scale is not None:
         if manifest['mode'] != 'lora': raise ConfigError(f"--lora_scale needs a LoRA run; {folder} was trained in {manifest['mode']} mode.")
@@ -246,7 +419,6 @@ def cmd_sample(args) -> int:
     kw = dict(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, width=args.width,
               height=args.height, negative_prompt=args.negative_prompt, scheduler=args.scheduler, ref_images=args.ref)
     images = generate(backbone, prompts, seeds, **kw)
-    out = Path(args.out) if args.out else Path(args.run) / 'samples' / 'cli'
     for k, img in enumerate(images): save_png(img, out / f'{k // len(seeds):02d}-seed{seeds[k % len(seeds)]}.png')
     save_png(image_grid(images, len(prompts), len(seeds), prompts, [f'seed {s}' for s in seeds]), out / 'grid.png')
     if args.compare:
@@ -258,8 +430,11 @@ def cmd_sample(args) -> int:
 
 # %% ../nbs/09_cli.ipynb #6d1ed2ee
 def cmd_export(args) -> int:
+    from dreambooth_nb.checkpoint import checkpoint_dir
     from dreambooth_nb.export import export_diffusers, export_lora, export_single_file
+    checkpoint_dir(args.run, args.checkpoint)                     # a wrong run is named before anything is written
     out = Path(args.out) if args.out else Path(args.run) / 'export' / (f'lora-{args.lora_format}' if args.format == 'lora' else args.format)
+    writable_dir(out.parent)
     if args.format == 'diffusers': path = export_diffusers(args.run, out, args.checkpoint, args.dtype)
     elif args.format == 'single-file': path = export_single_file(args.run, out, args.checkpoint, args.dtype)
     else: path = export_lora(args.run, out, args.checkpoint, args.lora_format, args.rank, args.dtype)
@@ -267,8 +442,37 @@ def cmd_export(args) -> int:
           f"on a denoising step. See {path / 'README.md'}.")
     return 0
 
-# %% ../nbs/09_cli.ipynb #d10dd105
+# %% ../nbs/09_cli.ipynb #e7faa2d3
+ERRNO_MEANING = {
+    errno.EROFS: 'read-only file system: choose a folder on a writable disk',
+    errno.ENOSPC: 'no space left on device — free space or choose another folder',
+    errno.EDQUOT: 'disk quota exceeded — free space or choose another folder',
+    errno.EACCES: 'permission denied: choose a folder you can write to, or change its permissions',
+    errno.EPERM: 'operation not permitted: choose a folder you can write to',
+    errno.ENOTDIR: 'not a folder: a part of this path is a regular file; choose another path',
+    errno.EEXIST: 'already exists and is not a folder: choose another path',
+    errno.EISDIR: 'is a folder where a file was expected',
+    errno.ENOENT: 'no such file or folder',
+    errno.ENAMETOOLONG: 'the name is too long',
+    errno.EMFILE: 'too many open files: raise the limit (ulimit -n)',
+}
+
+def describe_os_error(e: OSError) -> str:
+    "One line for an `OSError`: the path, and what the errno means for the user."
+    meaning = ERRNO_MEANING.get(e.errno, e.strerror or str(e))
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {meaning}" if paths else f"{meaning} ({e})"
+
+OOM_ADVICE = 'lower --resolution or --train_batch_size, turn on --gradient_checkpointing, train LoRA (--mode lora), or free memory'
+
 def _format_warning(message, category, filename, lineno, line=None): return f"warning: {message}\n"
+
+def _fail(message: str, status: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+# %% ../nbs/09_cli.ipynb #d10dd105
+COMMANDS = dict(demo='cmd_demo', tiny='cmd_tiny', train='cmd_train', priors='cmd_priors', sample='cmd_sample', export='cmd_export')
 
 def main(argv=None) -> int:
     "Entry point of the `dreambooth-nb` console script."
@@ -276,8 +480,13 @@ def main(argv=None) -> int:
     warnings.formatwarning = _format_warning
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
-        commands = dict(demo=cmd_demo, tiny=cmd_tiny, train=cmd_train, priors=cmd_priors, sample=cmd_sample, export=cmd_export)
-        return commands[args.command](args)
-    except DreamBoothError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return globals()[COMMANDS[args.command]](args)
+    except DreamBoothError as e: return _fail(str(e), 2)
+    except OSError as e: return _fail(describe_os_error(e), 1)
+    except MemoryError: return _fail(f"out of memory (MemoryError): {OOM_ADVICE}.", 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted (Ctrl-C); every file written so far is complete (writes are atomic); "
+                     "a training run continues with --resume_from_checkpoint latest.", 130)
+    except Exception as e:
+        if type(e).__name__ != 'OutOfMemoryError': raise     # a bug: keep the traceback
+        return _fail(f"out of GPU memory ({str(e).splitlines()[0][:200]}): {OOM_ADVICE}.", 1)

@@ -4,16 +4,19 @@
 
 # %% ../nbs/00_config.ipynb #e45e1cd1
 from __future__ import annotations
-import dataclasses, difflib, os, tempfile, warnings
+import dataclasses, difflib, itertools, math, numbers, os, re, tempfile, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['LR_SCHEDULERS', 'CHOICES', 'POSITIVE', 'OPTIONAL_POSITIVE', 'PRESETS', 'DreamBoothError', 'ConfigError', 'DataError',
-           'ModelError', 'CheckpointError', 'atomic_write_bytes', 'atomic_write_text', 'opt', 'TrainConfig',
-           'fill_prompt', 'field_docs', 'closest_field', 'validate', 'infer_identifier', 'train_steps', 'preset']
+__all__ = ['EMPTY_WORDS', 'BOOL_WORDS', 'LIST_FIELDS', 'CONVERTERS', 'LORA_FIELDS', 'LR_SCHEDULERS', 'CHOICES', 'POSITIVE',
+           'OPTIONAL_POSITIVE', 'NOT_NEGATIVE', 'UNIT_INTERVAL', 'MAX_RESOLUTION', 'MAX_RANK', 'MAX_SEED', 'PRESETS',
+           'DreamBoothError', 'ConfigError', 'DataError', 'ModelError', 'CheckpointError', 'atomic_write_bytes',
+           'atomic_write_text', 'opt', 'TrainConfig', 'fill_prompt', 'infer_identifier', 'class_from_prompt',
+           'class_after_identifier', 'inferred_names', 'field_docs', 'closest_field', 'field_type', 'coerce_field',
+           'coerce_dict', 'read_yaml', 'implied_lora_mode', 'settings_from_yaml', 'validate', 'train_steps', 'preset']
 
 # %% ../nbs/00_config.ipynb #830162a0
 class DreamBoothError(Exception):
@@ -34,8 +37,9 @@ def atomic_write_bytes(path, data: bytes):
         with os.fdopen(fd, 'wb') as f:
             f.write(data); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.remove(tmp)
+        if isinstance(e, OSError) and e.filename is None: raise OSError(e.errno, e.strerror, str(path)) from e   # say where
         raise
     return path
 
@@ -132,6 +136,59 @@ def fill_prompt(template: str, identifier: str, class_name: str) -> str:
     except (KeyError, IndexError, ValueError) as e:
         raise ConfigError(f"Prompt {template!r} has an unknown placeholder ({e}); only {{identifier}} and {{class_name}} can be filled.") from None
 
+# %% ../nbs/00_config.ipynb #63432991
+def infer_identifier(instance_prompt: str, class_prompt: str | None) -> str | None:
+    "The single word the instance prompt adds to the class prompt, if there is exactly one."
+    if not class_prompt or '{' in instance_prompt: return None
+    extra = [w for w in instance_prompt.split() if w not in set(class_prompt.split())]
+    return extra[0] if len(extra) == 1 else None
+
+_BOILERPLATE = re.compile(r"^\s*(?:(?:a|an|the)\s+)?(?:(?:high[- ]quality|close[- ]?up|professional|realistic)\s+)*"
+                          r"(?:photo(?:graph)?|picture|image|pic|shot|snapshot|painting|drawing|rendering|render|illustration|portrait)"
+                          r"\s+of\s+(?:(?:a|an|the)\s+)?", re.I)
+_DETERMINERS = set('a an the my your our his her their this that these those some one'.split())
+_STOP_WORDS = _DETERMINERS | set('a an the of in on at with and or by for to from photo photograph picture image pic shot painting drawing '
+                  'rendering render illustration portrait style high quality 4k 8k hd'.split())
+
+def _words(text: str) -> list[str]: return re.findall(r"[\w'-]+", text.lower())
+
+def class_from_prompt(class_prompt: str | None, instance_prompt: str | None = None) -> str | None:
+    "The class a literal class prompt names: its first words after the boilerplate, preferring words the instance prompt shares."
+    if not class_prompt or '{' in class_prompt: return None
+    words = [w.strip('.!?;:"') for w in _BOILERPLATE.sub('', class_prompt).split(',')[0].split()]
+    words = list(itertools.dropwhile(lambda w: w.lower() in _DETERMINERS, words))
+    head = list(itertools.takewhile(lambda w: w.lower() not in _STOP_WORDS, words))[:3]
+    if instance_prompt and '{' not in instance_prompt:
+        shared = set(_words(instance_prompt))
+        head = [w for w in head if w.lower() in shared] or head
+    if head: return ' '.join(head)
+    shared = [w for w in _words(class_prompt) if instance_prompt and w in set(_words(instance_prompt)) and w not in _STOP_WORDS]
+    return shared[-1] if shared else None
+
+def class_after_identifier(instance_prompt: str, identifier: str) -> str | None:
+    "The word right after `identifier` in a literal instance prompt ('a photo of pxr glasses', 'pxr' -> 'glasses')."
+    if '{' in instance_prompt: return None
+    words = [w.strip(',.;:') for w in instance_prompt.split()]
+    if identifier not in words: return None
+    after = words[words.index(identifier) + 1:]
+    return after[0] if after and after[0].lower() not in _STOP_WORDS else None
+
+# %% ../nbs/00_config.ipynb #6d88f55c
+def inferred_names(given: dict) -> dict:
+    "identifier and class_name implied by the literal prompts in `given` (the fields a user set), for those it leaves out."
+    cfg, out = TrainConfig(**given), {}
+    if 'class_name' not in given and 'class_prompt' in given:
+        name = class_from_prompt(cfg.class_prompt, cfg.instance_prompt)
+        if name: out['class_name'] = name
+    cfg = dataclasses.replace(cfg, **out)
+    if 'identifier' not in given and 'instance_prompt' in given:
+        found = infer_identifier(cfg.instance_prompt, cfg.fill(cfg.class_prompt) if cfg.class_prompt else None)
+        if found: out['identifier'] = found
+    if 'class_name' not in given and 'class_name' not in out and 'instance_prompt' in given and ('identifier' in given or 'identifier' in out):
+        name = class_after_identifier(cfg.instance_prompt, out.get('identifier', cfg.identifier))
+        if name: out['class_name'] = name
+    return out
+
 # %% ../nbs/00_config.ipynb #ecdaed79
 def field_docs() -> dict:
     "Field name -> one-line doc, in declaration order."
@@ -147,14 +204,79 @@ def _unknown_key_error(name, where):
     return ConfigError(f"Unknown config field {name!r} in {where}." + (f" Did you mean {hint!r}?" if hint else "")
                        + " `dreambooth-nb train --help` lists every field.")
 
+# %% ../nbs/00_config.ipynb #323c0931
+EMPTY_WORDS = ('', 'none', 'null', '~')
+BOOL_WORDS = dict(true=True, yes=True, on=True, false=False, no=False, off=False, **{'1': True, '0': False})
+LIST_FIELDS = ('lora_target_modules',)   # comma-separated text; a YAML list is joined with commas
+
+def field_type(name: str) -> tuple[str, bool]:
+    "The base type of a field's annotation and whether it is optional: 'int | None' -> ('int', True)."
+    parts = [p.strip() for p in str(TrainConfig.__dataclass_fields__[name].type).split('|')]
+    return parts[0], 'None' in parts
+
+def _is_empty(v) -> bool: return v is None or (isinstance(v, str) and v.strip().lower() in EMPTY_WORDS)
+
+def _number(v):
+    "A real number from a number or numeric text; None for anything else (booleans included)."
+    if isinstance(v, bool): return None
+    if isinstance(v, numbers.Real): return v
+    if isinstance(v, str):
+        for parse in (int, float):
+            try: return parse(v.strip())
+            except ValueError: pass
+    return None
+
+# %% ../nbs/00_config.ipynb #9d3f7b87
+def _to_float(v, name):
+    n = _number(v)
+    if n is None: raise ValueError("is not a number: write e.g. 5e-6 or 0.1")
+    return float(n)
+
+def _to_int(v, name):
+    n = _number(v)
+    if isinstance(n, numbers.Integral): return int(n)
+    if n is not None and math.isfinite(n) and float(n).is_integer(): return int(n)
+    raise ValueError("has a fractional part: it must be a whole number (e.g. 512)" if n is not None and math.isfinite(n)
+                     else "is not a whole number: write e.g. 512")
+
+def _to_bool(v, name):
+    if isinstance(v, bool): return v
+    if isinstance(v, numbers.Integral) and v in (0, 1): return bool(v)
+    if isinstance(v, str) and v.strip().lower() in BOOL_WORDS: return BOOL_WORDS[v.strip().lower()]
+    raise ValueError("is not a boolean: write true or false (yes/no, on/off and 1/0 work too)")
+
+def _to_str(v, name):
+    if isinstance(v, str): return v
+    if isinstance(v, os.PathLike): return os.fspath(v)
+    if isinstance(v, bool): raise ValueError("is a boolean, not text: YAML reads yes/no/on/off/true/false as booleans; put the value in quotes")
+    if isinstance(v, numbers.Real): return str(v)
+    if name in LIST_FIELDS and isinstance(v, (list, tuple)) and v and all(isinstance(x, str) for x in v): return ','.join(v)
+    raise ValueError(f"is a {type(v).__name__}, not text")
+
+CONVERTERS = dict(float=_to_float, int=_to_int, bool=_to_bool, str=_to_str)
+
+def coerce_field(name: str, value, where: str = 'the config'):
+    "`value` as field `name`'s declared type; `ConfigError` naming the field, the value and `where` when it cannot be."
+    tp, optional = field_type(name)
+    if _is_empty(value):
+        if optional: return None
+        raise ConfigError(f"Field {name}={value!r} in {where} cannot be empty: give a {tp} "
+                          f"(the default is {TrainConfig.__dataclass_fields__[name].default!r}) or leave the field out.")
+    try: return CONVERTERS[tp](value, name)
+    except ValueError as e: raise ConfigError(f"Field {name}={value!r} in {where} {e}.") from None
+
 # %% ../nbs/00_config.ipynb #64dc1edf
-@patch(cls_method=True)
-def from_dict(cls: TrainConfig, d: dict, where: str = 'config') -> TrainConfig:
-    "Build a config from a dict; unknown keys raise `ConfigError` naming the closest valid field."
+def coerce_dict(d: dict, where: str = 'the config') -> dict:
+    "Check the keys of `d` (unknown ones name the closest field) and coerce each value to its field's type."
     valid = set(field_docs())
     for k in d:
         if k not in valid: raise _unknown_key_error(k, where)
-    return cls(**d)
+    return {k: coerce_field(k, v, where) for k, v in d.items()}
+
+@patch(cls_method=True)
+def from_dict(cls: TrainConfig, d: dict, where: str = 'the config') -> TrainConfig:
+    "Build a config from a dict: unknown keys raise `ConfigError` naming the closest field; values are coerced to each field's type."
+    return cls(**coerce_dict(d, where))
 
 @patch
 def to_yaml(self: TrainConfig, path=None) -> str:
@@ -163,15 +285,37 @@ def to_yaml(self: TrainConfig, path=None) -> str:
     if path is not None: atomic_write_text(path, text)
     return text
 
-@patch(cls_method=True)
-def from_yaml(cls: TrainConfig, path) -> TrainConfig:
-    "Read a YAML config (safe loader)."
+# %% ../nbs/00_config.ipynb #675a9b9a
+LORA_FIELDS = ('rank', 'lora_alpha', 'lora_target_modules')
+
+def read_yaml(path) -> dict:
+    "The mapping in a YAML file (safe loader), as written."
     path = Path(path)
     if not path.is_file(): raise ConfigError(f"Config file {path} does not exist. Pass the path of a YAML file written by dreambooth-nb or by hand.")
     try: d = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e: raise ConfigError(f"Config file {path} is not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e: raise ConfigError(f"Config file {path} cannot be read ({e}).") from None
     if not isinstance(d, dict): raise ConfigError(f"Config file {path} must hold a mapping of field: value, not {type(d).__name__}.")
-    return cls.from_dict(d, where=str(path))
+    return d
+
+def implied_lora_mode(given: dict, where: str) -> dict:
+    "{'mode': 'lora'} (with a warning) when `given` sets LoRA fields but no mode; else {}."
+    lora = [k for k in LORA_FIELDS if k in given]
+    if not lora or 'mode' in given: return {}
+    warnings.warn(f"{', '.join(lora)} set in {where} without mode: training LoRA (mode=lora)")
+    return {'mode': 'lora'}
+
+def settings_from_yaml(path) -> dict:
+    "The fields a YAML file sets, coerced, plus what they imply (mode=lora, identifier, class_name)."
+    d = coerce_dict(read_yaml(path), where=str(path))
+    d.update(implied_lora_mode(d, str(path)))
+    d.update(inferred_names(d))
+    return d
+
+@patch(cls_method=True)
+def from_yaml(cls: TrainConfig, path) -> TrainConfig:
+    "Read a YAML config (safe loader; values coerced to their field types)."
+    return cls(**settings_from_yaml(path))
 
 # %% ../nbs/00_config.ipynb #6edb9056
 LR_SCHEDULERS = ('constant', 'constant_with_warmup', 'linear', 'cosine', 'cosine_with_restarts', 'polynomial')
@@ -179,46 +323,65 @@ CHOICES = dict(mode=('full', 'lora'), mixed_precision=('no', 'fp16', 'bf16'), lr
                report_to=('jsonl', 'tensorboard', 'wandb', 'comet_ml', 'all'))
 POSITIVE = ('learning_rate', 'max_train_steps', 'num_train_epochs', 'train_batch_size', 'gradient_accumulation_steps',
             'sample_batch_size', 'num_class_images', 'rank', 'checkpointing_steps', 'validation_steps', 'num_inference_steps',
-            'num_validation_images', 'lr_num_cycles')
-OPTIONAL_POSITIVE = ('max_train_steps', 'num_train_epochs')
+            'num_validation_images', 'lr_num_cycles', 'prior_num_inference_steps', 'adam_epsilon', 'max_grad_norm', 'lr_power')
+OPTIONAL_POSITIVE = ('max_train_steps', 'num_train_epochs', 'lora_alpha', 'snr_gamma', 'checkpoints_total_limit')
+NOT_NEGATIVE = ('prior_loss_weight', 'lr_warmup_steps', 'offset_noise', 'adam_weight_decay', 'guidance_scale', 'prior_guidance_scale', 'seed')
+UNIT_INTERVAL = ('adam_beta1', 'adam_beta2')          # [0, 1)
+MAX_RESOLUTION, MAX_RANK, MAX_SEED = 4096, 1024, 2**32 - 1
 
 def _check_choices(cfg):
     for name, allowed in CHOICES.items():
         v = getattr(cfg, name)
         if v not in allowed: raise ConfigError(f"Field {name}={v!r} is not one of {', '.join(allowed)}.")
 
+def _is_number(v): return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+def _check_finite(cfg):
+    for f in fields(TrainConfig):
+        v = getattr(cfg, f.name)
+        if field_type(f.name)[0] == 'float' and _is_number(v) and not math.isfinite(v):
+            raise ConfigError(f"Field {f.name}={v!r} must be a finite number (nan and inf cannot train); the default is {f.default!r}.")
+
+# %% ../nbs/00_config.ipynb #bee29fc6
 def _check_positive(cfg):
-    for name in POSITIVE:
+    for name in POSITIVE + OPTIONAL_POSITIVE:
         v = getattr(cfg, name)
         if v is None and name in OPTIONAL_POSITIVE: continue
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise ConfigError(f"Field {name}={v!r} must be a positive number.")
+        if not _is_number(v) or v <= 0: raise ConfigError(f"Field {name}={v!r} must be a positive number.")
+
+def _check_ranges(cfg):
+    for name in NOT_NEGATIVE:
+        v = getattr(cfg, name)
+        if not _is_number(v) or v < 0: raise ConfigError(f"Field {name}={v!r} must be a number >= 0.")
+    for name in UNIT_INTERVAL:
+        v = getattr(cfg, name)
+        if not _is_number(v) or not 0 <= v < 1: raise ConfigError(f"Field {name}={v!r} must be in [0, 1) (AdamW's usual values: 0.9 and 0.999).")
+    limits = dict(resolution=(MAX_RESOLUTION, "SD 1.5 trains at 512 px, SDXL and FLUX.2 at 1024 px"),
+                  rank=(MAX_RANK, "LoRA ranks of 4-128 are usual; a rank above a layer's width adds nothing"),
+                  seed=(MAX_SEED, "seeds are 32-bit"))
+    for name, (top, why) in limits.items():
+        if getattr(cfg, name) > top: raise ConfigError(f"Field {name}={getattr(cfg, name)} is too large: at most {top} ({why}).")
 
 # %% ../nbs/00_config.ipynb #3ae368de
 def validate(cfg: TrainConfig) -> list[str]:
     "Raise `ConfigError` for an invalid config; return a list of warnings."
-    _check_choices(cfg); _check_positive(cfg)
+    _check_choices(cfg); _check_finite(cfg); _check_positive(cfg); _check_ranges(cfg)
     if cfg.max_train_steps is None and cfg.num_train_epochs is None:
         raise ConfigError("Both max_train_steps and num_train_epochs are empty: set one of them (e.g. max_train_steps=400).")
     if cfg.resolution < 64 or cfg.resolution % 8:
         raise ConfigError(f"Field resolution={cfg.resolution} must be a multiple of 8 and at least 64 (e.g. 512).")
     if cfg.with_prior_preservation and not cfg.class_prompt:
         raise ConfigError("with_prior_preservation is on but class_prompt is empty: set class_prompt (e.g. 'a photo of {class_name}') or turn prior preservation off.")
-    if cfg.prior_loss_weight < 0: raise ConfigError(f"Field prior_loss_weight={cfg.prior_loss_weight} must be >= 0.")
     warns = []
     if '{identifier}' not in cfg.instance_prompt and cfg.identifier not in cfg.instance_prompt.split():
         warns.append(f"instance_prompt {cfg.instance_prompt!r} does not contain the identifier ({{identifier}} = {cfg.identifier!r}): "
                      f"the subject will not be bound to a token. Write the prompt as 'a photo of {{identifier}} {{class_name}}'.")
+    if cfg.learning_rate >= 0.1:
+        warns.append(f"learning_rate={cfg.learning_rate} is very high for AdamW and will likely diverge; DreamBooth uses about "
+                     f"5e-6 (full) or 1e-4 (LoRA). (Prodigy's learning rate of 1.0 does not carry over.)")
     fill_prompt(cfg.instance_prompt, cfg.identifier, cfg.class_name)
     if cfg.class_prompt: fill_prompt(cfg.class_prompt, cfg.identifier, cfg.class_name)
     return warns
-
-# %% ../nbs/00_config.ipynb #63432991
-def infer_identifier(instance_prompt: str, class_prompt: str | None) -> str | None:
-    "The single word the instance prompt adds to the class prompt, if there is exactly one."
-    if not class_prompt or '{' in instance_prompt: return None
-    extra = [w for w in instance_prompt.split() if w not in set(class_prompt.split())]
-    return extra[0] if len(extra) == 1 else None
 
 # %% ../nbs/00_config.ipynb #38f5df9f
 def train_steps(cfg: TrainConfig, n_instance: int, n_class: int = 0, num_processes: int = 1) -> int:
