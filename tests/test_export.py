@@ -1,4 +1,5 @@
 "`dreambooth-nb export`: what it writes loads in diffusers' own loaders and reproduces the trained model."
+import os, stat
 import pytest, torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from tests.conftest import run_cli
@@ -61,13 +62,102 @@ def test_single_file_loads_with_from_single_file_and_as_a_base(runs, tmp_path):
     torch.testing.assert_close(_one_step(pipe.unet, pipe.text_encoder, pipe.tokenizer),
                                _one_step(trained.unet, trained.text_encoder, trained.tokenizer))
     # a new run can start from the single file
-    res = run_cli('train', '--pretrained_model_name_or_path', tmp_path / 'sf' / 'model.safetensors', '--base_config',
+    from dreambooth_nb.data import sample_subject_dir
+    res = run_cli('train', '--instance_data_dir', sample_subject_dir(), '--pretrained_model_name_or_path', tmp_path / 'sf' / 'model.safetensors', '--base_config',
                   runs / 'full' / 'base-model', '--resolution', '64', '--max_train_steps', '1', '--output_dir', tmp_path / 'r2',
                   '--validation_steps', '10', '--num_inference_steps', '1', '--num_validation_images', '1')
     assert res.returncode == 0, res.stderr[-2000:]
 
 def test_pickled_base_model_is_refused_without_trust(tmp_path):
+    from dreambooth_nb.data import sample_subject_dir
     (tmp_path / 'model.ckpt').write_bytes(b'\x80\x04 not unpickled')
-    res = run_cli('train', '--pretrained_model_name_or_path', tmp_path / 'model.ckpt', '--output_dir', tmp_path / 'r')
+    res = run_cli('train', '--instance_data_dir', sample_subject_dir(), '--pretrained_model_name_or_path', tmp_path / 'model.ckpt', '--output_dir', tmp_path / 'r')
     assert res.returncode == 2 and 'pickled checkpoint' in res.stderr and 'Traceback' not in res.stderr
     assert not (tmp_path / 'r').exists()
+
+# --- exports never delete or overwrite what they did not write (issue 11) ---
+
+def _snapshot(root):
+    return {p: p.read_bytes() for p in root.rglob('*') if p.is_file()}
+
+def _unchanged(before):
+    for p, data in before.items(): assert p.is_file() and p.read_bytes() == data, p
+
+def _modes(root):
+    return {stat.S_IMODE(os.stat(p).st_mode) for p in [root, *root.rglob('*')] if p.is_dir()}, \
+           {stat.S_IMODE(os.stat(p).st_mode) for p in root.rglob('*') if p.is_file()}
+
+def test_lora_into_a_folder_of_other_files_adds_beside_them(runs, tmp_path):
+    from dreambooth_nb.export import export_lora, OutputError
+    lib = tmp_path / 'webui' / 'models' / 'Lora'; lib.mkdir(parents=True)
+    (lib / 'other.safetensors').write_bytes(b'another tool'); (lib / 'notes.txt').write_text('mine')
+    before = _snapshot(lib)
+    out = export_lora(runs / 'lora', lib)
+    assert out == lib / 'lora-step-3.safetensors' and out.is_file() and (lib / 'lora-step-3.md').is_file()
+    _unchanged(before)
+    with pytest.raises(OutputError, match='overwrite'): export_lora(runs / 'lora', lib)
+    export_lora(runs / 'lora', lib, overwrite=True)                               # replaces only ours
+    _unchanged(before)
+    assert sorted(p.name for p in lib.iterdir()) == ['.dreambooth_nb-export.json', 'lora-step-3.md', 'lora-step-3.safetensors',
+                                                      'notes.txt', 'other.safetensors']
+    pipe = StableDiffusionPipeline.from_pretrained(runs / 'lora' / 'base-model')
+    pipe.load_lora_weights(str(lib), weight_name='lora-step-3.safetensors')
+
+def test_export_into_the_run_folder_leaves_the_run_intact(runs, tmp_path):
+    from dreambooth_nb.export import export_lora, export_diffusers
+    before = _snapshot(runs / 'lora')
+    for overwrite in (False, True):                                               # `--out .` inside the run, twice
+        lora = export_lora(runs / 'lora', runs / 'lora', overwrite=overwrite)
+        folder = export_diffusers(runs / 'lora', runs / 'lora', overwrite=overwrite)
+    _unchanged(before)
+    assert lora.parent == (runs / 'lora').absolute() and lora.name == 'lora-step-3.safetensors'
+    assert folder == (runs / 'lora' / 'lora-step-3').absolute() and (folder / 'model_index.json').is_file()
+    res = run_cli('export', '--run', runs / 'lora', '--format', 'lora', '--out', runs / 'lora' / 'checkpoint-3')   # inside the run
+    assert res.returncode == 0, res.stderr[-2000:]
+    _unchanged(before)
+
+def test_out_file_writes_exactly_that_file_and_its_card(runs, tmp_path):
+    from dreambooth_nb.export import export_lora, OutputError
+    res = run_cli('export', '--run', runs / 'lora', '--format', 'lora', '--out', tmp_path / 'models' / 'olis.safetensors')
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / 'models').iterdir()) == ['.dreambooth_nb-export.json', 'olis.md', 'olis.safetensors']
+    card = (tmp_path / 'models' / 'olis.md').read_text()
+    assert 'olis dog' in card and 'max_train_steps' in card                      # the training config travels in the card
+    (tmp_path / 'theirs.md').write_text('their card'); (tmp_path / 'taken.safetensors').write_bytes(b'theirs')
+    out = export_lora(runs / 'lora', tmp_path / 'theirs.safetensors')
+    assert out.card is None and (tmp_path / 'theirs.md').read_text() == 'their card' and 'No model card' in out.message
+    with pytest.raises(OutputError, match='not written by dreambooth_nb'): export_lora(runs / 'lora', tmp_path / 'taken.safetensors')
+    assert (tmp_path / 'taken.safetensors').read_bytes() == b'theirs'
+
+def test_re_export_needs_overwrite_and_replaces_only_our_files(runs, tmp_path):
+    from safetensors.torch import load_file
+    from dreambooth_nb.export import export_single_file, OutputError
+    out = export_single_file(runs / 'full', tmp_path / 'sf')
+    (out / 'notes.txt').write_text("the user's")
+    with pytest.raises(OutputError, match='overwrite=True'): export_single_file(runs / 'full', tmp_path / 'sf')
+    res = run_cli('export', '--run', runs / 'full', '--format', 'single-file', '--out', tmp_path / 'sf')
+    assert res.returncode == 2 and '--overwrite' in res.stderr and 'Traceback' not in res.stderr
+    export_single_file(runs / 'full', tmp_path / 'sf', overwrite=True, dtype='fp16')
+    assert (out / 'notes.txt').read_text() == "the user's"
+    assert {v.dtype for v in load_file(out / 'model.safetensors').values()} == {torch.float16}
+
+def test_exports_are_readable_by_other_users(runs, tmp_path):
+    from dreambooth_nb.export import export_diffusers, export_lora
+    old = os.umask(0o077)                                                         # even under a strict umask
+    try:
+        folder = export_diffusers(runs / 'lora', tmp_path / 'new' / 'sd')
+        lib = tmp_path / 'lib'; lib.mkdir(); (lib / 'x.txt').write_text('x')
+        lora = export_lora(runs / 'lora', lib)
+    finally: os.umask(old)
+    assert _modes(folder) == ({0o755}, {0o644}) and stat.S_IMODE(os.stat(tmp_path / 'new').st_mode) == 0o755
+    assert {stat.S_IMODE(os.stat(p).st_mode) for p in (lora, lora.card, lib / '.dreambooth_nb-export.json')} == {0o644}
+
+def test_svd_extraction_reports_its_measured_approximation(runs, tmp_path):
+    from dreambooth_nb.export import export_lora
+    out = export_lora(runs / 'full', tmp_path / 'x', rank=2)
+    card = (out / 'README.md').read_text()
+    assert 0 < out.approximation_error < 1 and out.step_difference > 0
+    for text in (card, out.message):
+        assert 'approximation' in text and f'{out.approximation_error:.3f}' in text and f'{out.step_difference:.3g}' in text
+    assert 'matches the trained model' not in out.message
+    if out.step_difference > 1e-3 * 2: assert 'not a match' in out.message and 'so it matches' not in out.message
