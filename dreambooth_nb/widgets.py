@@ -16,6 +16,7 @@ from .priors import generate_priors, read_manifest, scan_bank, show_priors
 from .training import CancelFitException, Callback, plot_loss, read_metrics, smooth
 from .checkpoint import checkpoint_problem, latest_checkpoint, list_checkpoints, load_trained
 from .sampling import check_size, generate, image_grid
+from .rundir import RunLock, config_for_run, read_run_config
 from .run import is_run_dir, prepare_run_dir, prior_kwargs, refuse_restart, train
 from fastcore.basics import patch
 
@@ -171,8 +172,8 @@ def panel_config(config_or_run_dir=None) -> TrainConfig:
     if config_or_run_dir is None: return TrainConfig()
     if isinstance(config_or_run_dir, TrainConfig): return config_or_run_dir
     p = Path(config_or_run_dir).expanduser()
-    if p.is_file(): return TrainConfig.from_yaml(p)
-    if is_run_dir(p): return TrainConfig.from_yaml(p / 'config.yaml')
+    if p.is_file(): return read_run_config(p.parent, p) if p.name == 'config.yaml' and is_run_dir(p.parent) else TrainConfig.from_yaml(p)
+    if is_run_dir(p): return read_run_config(p)             # paths resolved against the run, wherever it now lies
     return TrainConfig(output_dir=str(p))
 
 class ConfigForm:
@@ -416,7 +417,7 @@ def bank_dir(cfg: TrainConfig) -> Path:
 def mark_run_dir(cfg: TrainConfig) -> Path:
     "Make `cfg.output_dir` a run folder (with config.yaml) before writing into it, as `train` does; a folder of other files is refused."
     run = prepare_run_dir(cfg.output_dir)
-    if not is_run_dir(run): cfg.to_yaml(run / 'config.yaml')
+    if not is_run_dir(run): config_for_run(cfg, run).to_yaml(run / 'config.yaml')
     return run
 
 def bank_size(folder) -> int:
@@ -458,8 +459,14 @@ class PriorsPanel(Panel):
 # %% ../nbs/08_widgets.ipynb #686cd980
 @patch
 def generate_job(self: PriorsPanel, cfg: TrainConfig):
+    if cfg.class_data_dir: return self.fill_bank(cfg)
+    mark_run_dir(cfg)                                       # RUN/priors: the run folder must be one, or Train would refuse it
+    with RunLock(cfg.output_dir, command='priors panel'): self.fill_bank(cfg)   # one writer: not while a training runs
+
+@patch
+def fill_bank(self: PriorsPanel, cfg: TrainConfig):
+    "Top the bank up batch by batch, showing it, until it is full or Stop is pressed."
     kw = prior_kwargs(cfg, bank_dir(cfg)); folder, target = kw['class_data_dir'], kw['num_class_images']
-    if not cfg.class_data_dir: mark_run_dir(cfg)            # RUN/priors: the run folder must be one, or Train would refuse it
     done = bank_size(folder)
     self.progress.max, self.progress.value = target, min(done, target)
     if done < target:                      # the model is loaded for this job only: free GPUs have little memory to spare
@@ -531,8 +538,7 @@ class SamplePanel(Panel):
 # %% ../nbs/08_widgets.ipynb #562641aa
 @patch
 def run_config(self: SamplePanel) -> TrainConfig | None:
-    path = self.run_dir / 'config.yaml'
-    return TrainConfig.from_yaml(path) if path.is_file() else None
+    return read_run_config(self.run_dir) if (self.run_dir / 'config.yaml').is_file() else None
 
 @patch
 def set_run_dir(self: SamplePanel, run_dir):
