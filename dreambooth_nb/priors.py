@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_priors.ipynb #2d08bdbd
 from __future__ import annotations
-import io, json, os, struct, warnings, zlib
+import io, json, struct, warnings, zlib
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
@@ -178,7 +178,8 @@ def adopt_legacy_records(folder, records: dict, names: list[str], backbone):
 # %% ../nbs/03_priors.ipynb #dbc99b67
 def check_readable(path, record: dict | None = None):
     "`UnreadableImage` unless `path` reads back: our own PNGs by their checksums (no decoding), other images decoded."
-    if not (record or {}).get('source') == 'generated' or not is_prior_name(Path(path).name): load_image(path); return
+    ours = (record or {}).get('source') == 'generated' and is_prior_name(Path(path).name)
+    if not ours: load_image(path); return
     try:
         with open_header(path) as img: img.verify()         # the CRC of every chunk, pixel data included
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as e:
