@@ -11,12 +11,13 @@ import yaml
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['EMPTY_WORDS', 'BOOL_WORDS', 'LIST_FIELDS', 'CONVERTERS', 'LORA_FIELDS', 'LR_SCHEDULERS', 'CHOICES', 'POSITIVE',
-           'OPTIONAL_POSITIVE', 'NOT_NEGATIVE', 'UNIT_INTERVAL', 'MAX_RESOLUTION', 'MAX_RANK', 'MAX_SEED', 'PRESETS',
-           'DreamBoothError', 'ConfigError', 'DataError', 'ModelError', 'CheckpointError', 'atomic_write_bytes',
-           'atomic_write_text', 'opt', 'TrainConfig', 'fill_prompt', 'infer_identifier', 'class_from_prompt',
-           'class_after_identifier', 'inferred_names', 'field_docs', 'closest_field', 'field_type', 'coerce_field',
-           'coerce_dict', 'read_yaml', 'implied_lora_mode', 'settings_from_yaml', 'validate', 'train_steps', 'preset']
+__all__ = ['EMPTY_WORDS', 'BOOL_WORDS', 'LIST_FIELDS', 'EMPTY_MEANS', 'CONVERTERS', 'LORA_FIELDS', 'LR_SCHEDULERS', 'CHOICES',
+           'POSITIVE', 'OPTIONAL_POSITIVE', 'NOT_NEGATIVE', 'UNIT_INTERVAL', 'MAX_RESOLUTION', 'MAX_RANK', 'MAX_SEED',
+           'PRESETS', 'DreamBoothError', 'ConfigError', 'DataError', 'ModelError', 'CheckpointError',
+           'atomic_write_bytes', 'atomic_write_text', 'opt', 'TrainConfig', 'fill_prompt', 'infer_identifier',
+           'class_from_prompt', 'class_after_identifier', 'inferred_names', 'field_docs', 'closest_field', 'field_type',
+           'coerce_field', 'coerce_dict', 'read_yaml', 'implied_lora_mode', 'settings_from_yaml', 'validate',
+           'train_steps', 'preset']
 
 # %% ../nbs/00_config.ipynb #830162a0
 class DreamBoothError(Exception):
@@ -253,12 +254,14 @@ def _to_str(v, name):
     if name in LIST_FIELDS and isinstance(v, (list, tuple)) and v and all(isinstance(x, str) for x in v): return ','.join(v)
     raise ValueError(f"is a {type(v).__name__}, not text")
 
+EMPTY_MEANS = {'report_to': 'jsonl'}   # diffusers' `--report_to none`: no extra tracker
 CONVERTERS = dict(float=_to_float, int=_to_int, bool=_to_bool, str=_to_str)
 
 def coerce_field(name: str, value, where: str = 'the config'):
     "`value` as field `name`'s declared type; `ConfigError` naming the field, the value and `where` when it cannot be."
     tp, optional = field_type(name)
     if _is_empty(value):
+        if name in EMPTY_MEANS: return EMPTY_MEANS[name]
         if optional: return None
         raise ConfigError(f"Field {name}={value!r} in {where} cannot be empty: give a {tp} "
                           f"(the default is {TrainConfig.__dataclass_fields__[name].default!r}) or leave the field out.")
