@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_priors.ipynb #2d08bdbd
 from __future__ import annotations
-import io, json, struct, warnings, zlib
+import io, json, re, struct, warnings, zlib
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
@@ -26,7 +26,7 @@ PNG_KEY = 'dreambooth_nb'
 
 def prior_filename(index: int) -> str: return f'class-{index:05d}.png'
 
-def is_prior_name(name: str) -> bool: return name.startswith('class-') and name.endswith('.png')
+def is_prior_name(name: str) -> bool: return re.fullmatch(r'class-\d{5,}\.png', name) is not None
 
 def now_utc() -> str: return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
