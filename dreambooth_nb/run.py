@@ -17,20 +17,27 @@ from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerat
 from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, latest_checkpoint, list_checkpoints,
                                       migrate_checkpoints, resolve_checkpoint, resume)
 from .sampling import SampleCallback
+from .export import FINAL_MARKER, write_final_lora, write_final_pipeline
 
 # %% auto #0
 __all__ = ['RUN_OUTPUTS', 'is_run_dir', 'check_run_dir', 'prepare_run_dir', 'truncate_metrics', 'refuse_restart', 'accept_start',
-           'start_or_resume', 'prior_kwargs', 'default_callbacks', 'open_run', 'train', 'save_loss_plot',
-           'stopped_by_signal', 'demo_config', 'demo']
+           'start_or_resume', 'prior_kwargs', 'default_callbacks', 'open_run', 'train', 'write_final_outputs',
+           'save_loss_plot', 'stopped_by_signal', 'demo_config', 'demo']
 
 # %% ../nbs/07_run.ipynb #7ccbbff7
 RUN_OUTPUTS = ('metrics.jsonl', 'checkpoints', 'samples', 'loss.png')
 
 def is_run_dir(path) -> bool: return (Path(path) / 'config.yaml').is_file()
 
+def _final_outputs(path: Path) -> list[Path]:
+    "The final pipeline / LoRA files an earlier training wrote at the run's root (listed in its marker file)."
+    try: names = json.loads((path / FINAL_MARKER).read_text()).get('files', [])
+    except (OSError, ValueError): return []
+    return [path / n for n in names] + [path / FINAL_MARKER]
+
 def _own_outputs(path: Path) -> list[Path]:
     "What an earlier training wrote into a run folder (never the base model, priors or config)."
-    return [path / n for n in RUN_OUTPUTS] + [c for c in list_checkpoints(path) if c.parent == path]
+    return [path / n for n in RUN_OUTPUTS] + [c for c in list_checkpoints(path) if c.parent == path] + _final_outputs(path)
 
 def check_run_dir(path, overwrite: bool = False) -> Path:
     "Refuse an output path that is a file, or a non-empty folder that is not a run (unless `overwrite`); writes nothing."
@@ -149,7 +156,13 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
         trainer.fit()
         accelerator.end_training()
         if main and (run_dir / 'metrics.jsonl').exists(): save_loss_plot(run_dir)
+        if main and trainer.step >= trainer.max_steps and stopped_by_signal(trainer) is None: write_final_outputs(trainer, run_dir)
     return trainer
+
+def write_final_outputs(trainer, run_dir: Path) -> Path:
+    "What diffusers' scripts leave in output_dir at the end: the pipeline (full) or pytorch_lora_weights.safetensors (LoRA)."
+    if trainer.cfg.mode == 'lora': return write_final_lora(trainer.backbone, run_dir)
+    return write_final_pipeline(trainer.backbone, run_dir)
 
 def save_loss_plot(run_dir: Path) -> Path:
     "Write RUN/loss.png from metrics.jsonl (and close the figure, so a notebook does not show it again)."
