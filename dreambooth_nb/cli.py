@@ -10,6 +10,7 @@ from pathlib import Path
 from .config import (DreamBoothError, ConfigError, TrainConfig, PRESETS, LORA_FIELDS, MAX_RESOLUTION, MAX_RANK,
                                   closest_field, coerce_dict, coerce_field, field_docs, field_type, inferred_names, read_yaml,
                                   settings_from_yaml)
+from .rundir import RunLock, read_run_config, run_settings
 
 # %% auto #0
 __all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'COMPAT_FLAGS', 'LORA_COMPAT_FLAGS', 'MAX_SEEDS', 'MAX_SEED_VALUE', 'PRIOR_FIELDS',
@@ -231,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--run', required=True, help='Run folder (or a checkpoint folder)')
     e.add_argument('--format', required=True, choices=['diffusers', 'lora', 'single-file'],
                    help='diffusers folder, LoRA safetensors, or one safetensors file in the original SD layout (A1111, ComfyUI)')
-    e.add_argument('--out', default=None, help='Destination folder (default: RUN/export/FORMAT)')
+    e.add_argument('--out', default=None, help='Destination: a folder (created if new; files are added beside other tools\' files, never over them), '
+                   'or X.safetensors for lora / single-file (default: RUN/export/FORMAT)')
+    e.add_argument('--overwrite', action='store_true', help='Replace an earlier export of ours at --out (only the files it wrote)')
     e.add_argument('--checkpoint', default='latest', help='latest, step-N or a checkpoint path')
     e.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16'])
     e.add_argument('--lora_format', default='diffusers', choices=['diffusers', 'kohya'], help='LoRA key layout: diffusers, or kohya (A1111/ComfyUI)')
@@ -265,7 +268,7 @@ def _implied_mode(args, before: dict) -> dict:
 def given_settings(args) -> dict:
     "The fields the preset, the YAML file and the flags set (later ones winning), with what they imply."
     given = dict(PRESETS[args.preset]) if getattr(args, 'preset', None) else {}
-    if getattr(args, 'config', None): given.update(settings_from_yaml(args.config))
+    if getattr(args, 'config', None): given.update(run_settings(settings_from_yaml(args.config), args.config))   # a run's own config: its paths
     flags = {k: v for k, v in vars(args).items() if k in field_docs()}
     if 'num_train_epochs' in flags and 'max_train_steps' not in flags: flags['max_train_steps'] = None   # as in diffusers
     implied = _implied_mode(args, given)
@@ -322,6 +325,14 @@ def apply_validation_epochs(args, cfg: TrainConfig, given: dict) -> TrainConfig:
     return cfg.replace(validation_steps=steps)
 
 # %% ../nbs/09_cli.ipynb #b9ad15d0
+def _final_lines(run: Path) -> list[str]:
+    "What diffusers' scripts would leave at the root, when training reached its end."
+    if (run / 'pytorch_lora_weights.safetensors').is_file():
+        return ["  pytorch_lora_weights.safetensors   the LoRA, as train_dreambooth_lora.py writes it: pipe.load_lora_weights(run)"]
+    if (run / 'model_index.json').is_file():
+        return ["  model_index.json, unet/, ...      the trained pipeline: DiffusionPipeline.from_pretrained(run)"]
+    return []
+
 def _summary(run: Path, seconds: float) -> str:
     from dreambooth_nb.training import read_metrics
     from dreambooth_nb.checkpoint import list_checkpoints
@@ -330,8 +341,9 @@ def _summary(run: Path, seconds: float) -> str:
              f"  config.yaml     the exact config; re-run with: dreambooth-nb train --config {run / 'config.yaml'}",
              f"  metrics.jsonl   {len(m)} steps, loss {m[0]['loss']:.3f} -> {m[-1]['loss']:.3f}" if m else "  metrics.jsonl   (no steps)",
              f"  loss.png        the loss curve",
-             f"  priors/         {len(list((run / 'priors').glob('*.png')))} class-prior images + manifest.jsonl",
-             f"  checkpoints/    {', '.join(p.name for p in list_checkpoints(run))} (safetensors + optimizer state + manifest)",
+             f"  priors/         {len(list((run / 'priors').glob('*.png')))} class-prior images (seed and prompt inside each PNG)",
+             f"  checkpoint-N/   {', '.join(p.name for p in list_checkpoints(run))} (safetensors + optimizer state + manifest)",
+             *_final_lines(run),
              f"  samples/        {', '.join(p.name for p in sorted((run / 'samples').glob('*.png')))} (fixed-seed grids)"]
     return '\n'.join(lines)
 
@@ -379,7 +391,7 @@ def _stop_status(trainer, run_dir) -> int:
 
 # %% ../nbs/09_cli.ipynb #f9e49a72
 def cmd_priors(args) -> int:
-    import torch
+    import contextlib, torch
     from dreambooth_nb.backbones import load_base
     from dreambooth_nb.config import validate
     from dreambooth_nb.priors import generate_priors
@@ -389,9 +401,11 @@ def cmd_priors(args) -> int:
     validate(cfg.replace(with_prior_preservation=True))
     backbone = load_base(cfg, device='cuda' if torch.cuda.is_available() else 'cpu')
     t0 = time.time()
-    paths = generate_priors(backbone, **prior_kwargs(cfg, cfg.class_data_dir), accept_other_model=args.accept_other_model)
+    bank = Path(cfg.class_data_dir).expanduser()
+    with RunLock(bank.parent, command='priors') if (bank.parent / 'config.yaml').is_file() else contextlib.nullcontext():   # a run's own bank
+        paths = generate_priors(backbone, **prior_kwargs(cfg, cfg.class_data_dir), accept_other_model=args.accept_other_model)
     print(f"{len(paths)} class images for {cfg.fill(cfg.class_prompt)!r} in {cfg.class_data_dir} "
-          f"(manifest.jsonl records each one's seed and model) in {time.time() - t0:.0f} s.")
+          f"(each PNG records its seed, prompt and model in its 'dreambooth_nb' text chunk) in {time.time() - t0:.0f} s.")
     return 0
 
 # %% ../nbs/09_cli.ipynb #9e7085e6
@@ -405,10 +419,10 @@ def writable_dir(path) -> Path:
 def cmd_sample(args) -> int:
     import torch
     from dreambooth_nb.backbones import load_base
-    from dreambooth_nb.checkpoint import checkpoint_dir, load_trained
+    from dreambooth_nb.checkpoint import checkpoint_dir, load_trained, run_root
     from dreambooth_nb.sampling import compare_grid, eval_prompts, generate, image_grid, save_png, set_lora_scale
     folder, seeds = checkpoint_dir(args.run, args.checkpoint), parse_seeds(args.seeds)
-    cfg, device = TrainConfig.from_yaml(folder / 'config.yaml'), 'cuda' if torch.cuda.is_available() else 'cpu'
+    cfg, device = read_run_config(run_root(folder), folder / 'config.yaml'), 'cuda' if torch.cuda.is_available() else 'cpu'
     templates = args.prompt or (eval_prompts(cfg.class_name) if args.eval else [cfg.instance_prompt] + ([cfg.class_prompt] if cfg.class_prompt else []))
     prompts = [cfg.fill(t) for t in templates]
     out = writable_dir(args.out if args.out else Path(args.run) / 'samples' / 'cli')    # before minutes of sampling
@@ -435,11 +449,11 @@ def cmd_export(args) -> int:
     checkpoint_dir(args.run, args.checkpoint)                     # a wrong run is named before anything is written
     out = Path(args.out) if args.out else Path(args.run) / 'export' / (f'lora-{args.lora_format}' if args.format == 'lora' else args.format)
     writable_dir(out.parent)
-    if args.format == 'diffusers': path = export_diffusers(args.run, out, args.checkpoint, args.dtype)
-    elif args.format == 'single-file': path = export_single_file(args.run, out, args.checkpoint, args.dtype)
-    else: path = export_lora(args.run, out, args.checkpoint, args.lora_format, args.rank, args.dtype)
-    print(f"Exported {args.format} ({args.dtype}) to {path}; it loads back in diffusers and matches the trained model "
-          f"on a denoising step. See {path / 'README.md'}.")
+    kw = dict(overwrite=args.overwrite)
+    if args.format == 'diffusers': path = export_diffusers(args.run, out, args.checkpoint, args.dtype, **kw)
+    elif args.format == 'single-file': path = export_single_file(args.run, out, args.checkpoint, args.dtype, **kw)
+    else: path = export_lora(args.run, out, args.checkpoint, args.lora_format, args.rank, args.dtype, **kw)
+    print(path.message + (f" Model card: {path.card}." if path.card else ''))   # what the export measured, in its own words
     return 0
 
 # %% ../nbs/09_cli.ipynb #e7faa2d3

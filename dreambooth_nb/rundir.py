@@ -10,11 +10,11 @@ from pathlib import Path
 from .config import DreamBoothError, TrainConfig, atomic_write_text
 
 # %% auto #0
-__all__ = ['LOCK_NAME', 'PATH_FIELDS', 'RUN_INFO', 'RunLockedError', 'read_holder', 'RunLock', 'config_for_run',
-           'config_from_run', 'read_run_config', 'run_id']
+__all__ = ['LOCK_NAME', 'RUN_INFO', 'PATH_FIELDS', 'RunLockedError', 'read_holder', 'RunLock', 'config_for_run',
+           'config_from_run', 'run_settings', 'read_run_config', 'run_id']
 
 # %% ../nbs/00a_rundir.ipynb #374c8f04
-LOCK_NAME = '.lock'
+LOCK_NAME, RUN_INFO = '.lock', 'run.json'
 
 class RunLockedError(DreamBoothError):
     "Another process is writing this run folder."
@@ -106,22 +106,30 @@ def _resolve_in_run(value: str, run: Path) -> str | None:
         if k == 0 and Path(value).exists(): return str(Path(value).resolve())
     return None
 
-def config_from_run(cfg: TrainConfig, run_dir) -> TrainConfig:
-    "A run's stored config with its paths resolved against the run folder `run_dir`."
+def _resolved_paths(settings: dict, run_dir) -> dict:
+    "The path fields of `settings` resolved against a run folder; output_dir is the folder itself."
     run, changes = Path(run_dir).resolve(), {'output_dir': str(Path(run_dir).resolve())}
     for name in PATH_FIELDS[:-1]:
-        value = getattr(cfg, name)
+        value = settings.get(name)
         if not value or str(value).startswith(('tiny:', '/', '~')): continue
         if (found := _resolve_in_run(value, run)) is not None: changes[name] = found
-    return cfg.replace(**changes)
+    return changes
+
+def config_from_run(cfg: TrainConfig, run_dir) -> TrainConfig:
+    "A run's stored config with its paths resolved against the run folder `run_dir`."
+    return cfg.replace(**_resolved_paths({n: getattr(cfg, n) for n in PATH_FIELDS}, run_dir))
+
+def run_settings(settings: dict, config_path) -> dict:
+    "Settings read from `config_path`, resolved against its folder when it is a run's own config.yaml (other files: unchanged)."
+    folder = Path(config_path).expanduser().resolve().parent
+    if settings.get('output_dir') != '.' and not (folder / RUN_INFO).is_file(): return settings
+    return {**settings, **_resolved_paths(settings, folder)}
 
 def read_run_config(run_dir, path=None) -> TrainConfig:
     "The config of a run folder (or `path`, a config.yaml kept in it, e.g. a checkpoint's), with paths resolved."
     return config_from_run(TrainConfig.from_yaml(Path(path) if path else Path(run_dir) / 'config.yaml'), run_dir)
 
 # %% ../nbs/00a_rundir.ipynb #40dd6459
-RUN_INFO = 'run.json'
-
 def run_id(run_dir, create: bool = False) -> str | None:
     "The id of a run folder (from RUN/run.json); made and written when `create` and there is none."
     path = Path(run_dir) / RUN_INFO

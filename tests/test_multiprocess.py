@@ -4,7 +4,9 @@ accelerate runs several CPU processes through torchrun with `--multi_gpu` (it th
 `accelerate launch --cpu --num_processes 2` needs MPI (`--mpirun_hostfile`) and otherwise starts a single process."""
 import hashlib, json, re, subprocess, sys, textwrap
 import pytest, torch
+from PIL import Image
 from safetensors.torch import load_file
+from dreambooth_nb.data import sample_subject_dir
 
 LAUNCH = ['accelerate', 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
           '--dynamo_backend', 'no']
@@ -53,12 +55,13 @@ def test_two_processes_train_one_model(tmp_path, base_model):
     assert _weights_hash(saved) == hashes['0']                                          # ... and in the checkpoint
     steps = [json.loads(l)['step'] for l in (run / 'metrics.jsonl').read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]                                                  # loss logged once per step
-    manifest = (run / 'priors' / 'manifest.jsonl').read_text().splitlines()
-    assert len(manifest) == 4                                                           # priors generated once
+    priors = sorted((run / 'priors').iterdir())
+    assert [p.name for p in priors] == [f'class-{i:05d}.png' for i in range(4)]             # priors generated once, images only
+    assert all('dreambooth_nb' in Image.open(p).info for p in priors)
     assert sorted(p.name for p in (run / 'samples').iterdir()) == ['step-000003.png', 'step-000006.png']
 
 def test_module_cli_under_accelerate_launch(tmp_path, base_model):
     res = _run(LAUNCH + ['-m', 'dreambooth_nb', 'train', '--pretrained_model_name_or_path', str(base_model),
-                         '--output_dir', str(tmp_path / 'run')] + FLAGS)
+                         '--instance_data_dir', str(sample_subject_dir()), '--output_dir', str(tmp_path / 'run')] + FLAGS)
     assert res.stdout.count('Run folder:') == 1                                         # the summary is printed once
     assert sorted(p.name for p in (tmp_path / 'run').glob('checkpoint-*')) == ['checkpoint-3', 'checkpoint-6']
