@@ -91,3 +91,16 @@ def test_refused_starts_change_nothing(old_model, tmp_path):
     assert after == {p: b for p, b in before.items() if p.name != '.lock'}
     resumed = run_cli(*_train_args(old_model, run, 4, '--resume_from_checkpoint', 'checkpoint-2'))   # diffusers' name works
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+def test_a_diverging_run_stops_with_one_error_line_and_finite_checkpoints(old_model, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    run = tmp_path / 'run'
+    res = run_cli(*_train_args(old_model, run, 6, '--learning_rate', '1e30', '--checkpointing_steps', '1'))
+    assert res.returncode == 2, res.stderr[-2000:]
+    errors = [l for l in res.stderr.splitlines() if l.startswith('error:')]
+    assert len(errors) == 1 and 'Training diverged' in errors[0] and 'Lower the learning rate' in errors[0], res.stderr[-2000:]
+    assert 'Traceback' not in res.stderr
+    for ckpt in run.glob('checkpoint-*'):                                 # what was kept is a state worth resuming
+        assert all(torch.isfinite(t).all() for t in load_file(ckpt / 'unet.safetensors').values()), ckpt.name
+    assert not (run / 'model_index.json').exists()                        # no final pipeline from a diverged run
