@@ -278,7 +278,7 @@ def compute_loss(self: Trainer, micro: int):
 class TrainingDiverged(DreamBoothError):
     "The loss or the gradients stopped being finite numbers."
 
-FP16_OVERFLOW_TRIES = 10
+FP16_OVERFLOW_TRIES = 20   # the scaler halves its scale (from 2**16) at each overflow: 20 halvings leave a scale below 1
 
 def _finite(x) -> bool: return x is None or bool(torch.isfinite(torch.as_tensor(x).detach().float()).all())
 
