@@ -70,4 +70,4 @@ def test_sigterm_saves_and_exits_with_its_status(tmp_path, base):
     assert p.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert 'resume_from_checkpoint latest' in out
     steps = len(_losses(run))
-    assert latest_checkpoint(run).name == f'step-{steps:06d}'                           # saved at the step it stopped
+    assert latest_checkpoint(run).name == f'checkpoint-{steps}'                           # saved at the step it stopped

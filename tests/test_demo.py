@@ -21,10 +21,12 @@ def test_prints_what_it_wrote_where(demo_run):
 
 def test_config_reloads_and_names_the_base_model_on_disk(demo_run):
     from dreambooth_nb.config import TrainConfig
+    from dreambooth_nb.rundir import read_run_config
     out, _ = demo_run
-    cfg = TrainConfig.from_yaml(out / 'config.yaml')
+    assert TrainConfig.from_yaml(out / 'config.yaml').pretrained_model_name_or_path == 'base-model'   # stored relative to the run
+    cfg = read_run_config(out)
     assert cfg.with_prior_preservation and cfg.train_text_encoder
-    assert Path(cfg.pretrained_model_name_or_path) == out / 'base-model'
+    assert Path(cfg.pretrained_model_name_or_path) == (out / 'base-model').resolve()
     assert (out / 'base-model' / 'model_index.json').is_file()
 
 def test_metrics_are_finite_and_the_loss_falls(demo_run):
