@@ -104,3 +104,23 @@ def test_a_diverging_run_stops_with_one_error_line_and_finite_checkpoints(old_mo
     for ckpt in run.glob('checkpoint-*'):                                 # what was kept is a state worth resuming
         assert all(torch.isfinite(t).all() for t in load_file(ckpt / 'unet.safetensors').values()), ckpt.name
     assert not (run / 'model_index.json').exists()                        # no final pipeline from a diverged run
+
+def test_ctrl_c_during_class_priors(old_model, tmp_path):
+    "Ctrl-C while the class images are made: one error line, exit 130, the lock released, a rerun finishes the bank."
+    run = tmp_path / 'run'
+    args = _train_args(old_model, run, 2, '--num_class_images', '40', '--sample_batch_size', '1')
+    log = open(tmp_path / 'err.log', 'w+')
+    p = subprocess.Popen(['dreambooth-nb', *map(str, args)], stdout=subprocess.DEVNULL, stderr=log, text=True)
+    deadline = time.time() + 180
+    while not list((run / 'priors').glob('class-*.png')):
+        assert p.poll() is None and time.time() < deadline, (tmp_path / 'err.log').read_text()[-2000:]
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT); p.wait(timeout=120)
+    err = (tmp_path / 'err.log').read_text()
+    assert p.returncode == 130, err[-2000:]
+    assert len([l for l in err.splitlines() if l.startswith('error:')]) == 1 and 'Traceback' not in err, err[-2000:]
+    assert not (run / 'metrics.jsonl').exists()
+    again = run_cli(*args)                                                  # the same command goes on: the lock is free
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(list((run / 'priors').glob('class-*.png'))) == 40
+    assert sorted(p.name for p in (run / 'priors').iterdir()) == [f'class-{i:05d}.png' for i in range(40)]   # no temporaries left
