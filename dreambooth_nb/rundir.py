@@ -10,8 +10,8 @@ from pathlib import Path
 from .config import DreamBoothError, TrainConfig, atomic_write_text
 
 # %% auto #0
-__all__ = ['LOCK_NAME', 'RUN_INFO', 'PATH_FIELDS', 'RunLockedError', 'read_holder', 'RunLock', 'config_for_run',
-           'config_from_run', 'run_settings', 'read_run_config', 'run_id']
+__all__ = ['LOCK_NAME', 'RUN_INFO', 'PATH_FIELDS', 'RUN_MARKS', 'RunLockedError', 'read_holder', 'RunLock', 'config_for_run',
+           'config_from_run', 'is_run_config', 'run_settings', 'read_run_config', 'run_id']
 
 # %% ../nbs/00a_rundir.ipynb #374c8f04
 LOCK_NAME, RUN_INFO = '.lock', 'run.json'
@@ -119,11 +119,18 @@ def config_from_run(cfg: TrainConfig, run_dir) -> TrainConfig:
     "A run's stored config with its paths resolved against the run folder `run_dir`."
     return cfg.replace(**_resolved_paths({n: getattr(cfg, n) for n in PATH_FIELDS}, run_dir))
 
+RUN_MARKS = (RUN_INFO, 'metrics.jsonl', 'checkpoints')    # what a run folder holds beside its config.yaml (checkpoints/: earlier versions)
+
+def is_run_config(settings: dict, config_path) -> bool:
+    "Whether `config_path` is a run folder's own config.yaml: stored as such ('.'), or beside a run's files (earlier versions)."
+    folder = Path(config_path).expanduser().resolve().parent
+    if settings.get('output_dir') == '.': return True
+    return Path(config_path).name == 'config.yaml' and (any((folder / n).exists() for n in RUN_MARKS) or any(folder.glob('checkpoint-*')))
+
 def run_settings(settings: dict, config_path) -> dict:
     "Settings read from `config_path`, resolved against its folder when it is a run's own config.yaml (other files: unchanged)."
-    folder = Path(config_path).expanduser().resolve().parent
-    if settings.get('output_dir') != '.' and not (folder / RUN_INFO).is_file(): return settings
-    return {**settings, **_resolved_paths(settings, folder)}
+    if not is_run_config(settings, config_path): return settings
+    return {**settings, **_resolved_paths(settings, Path(config_path).expanduser().resolve().parent)}
 
 def read_run_config(run_dir, path=None) -> TrainConfig:
     "The config of a run folder (or `path`, a config.yaml kept in it, e.g. a checkpoint's), with paths resolved."
