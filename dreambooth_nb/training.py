@@ -291,7 +291,7 @@ def check_finite(self: Trainer):
     if self.nonfinite_steps > tries:
         cfg = self.cfg
         raise TrainingDiverged(
-            f"Training diverged at step {self.step + 1}: loss {float(self.loss):.4g}, gradient norm {float(self.grad_norm):.4g}. "
+            f"Training diverged at step {self.step + 1}: loss {float(self.loss.detach()):.4g}, gradient norm {float(torch.as_tensor(self.grad_norm).detach()):.4g}. "
             f"Nothing of this step was applied or saved; the newest checkpoint in {cfg.output_dir} is the last good state. "
             f"Lower the learning rate (now {cfg.learning_rate:g}), use mixed_precision bf16 or no instead of fp16, "
             f"then continue with --resume_from_checkpoint latest (or start over with --overwrite).")
