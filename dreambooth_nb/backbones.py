@@ -335,11 +335,6 @@ def identity_record(backbone) -> dict:
     "What a run's files record about their base model."
     return dict(base_model=backbone.name, base_model_identity=dict(backbone.identity))
 
-@patch
-def config_hash(self: Backbone) -> str:
-    "The identity as one string (`architecture-weights`), for records that keep a single field."
-    return f"{self.identity['architecture']}-{self.identity['weights']}"
-
 # %% ../nbs/01_backbones.ipynb #6fddbc45
 def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
     "A backbone with random weights and in-memory tokenizers (offline; 'tiny' builds in < 1 s); sd15, sd21, sdxl or flux2-klein."

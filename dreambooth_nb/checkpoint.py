@@ -5,11 +5,10 @@
 # %% ../nbs/05_checkpoint.ipynb #a347a5c5
 from __future__ import annotations
 import hashlib, json, os, re, shutil, signal, tempfile, threading, time, warnings
-from datetime import datetime, timezone
 from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
-from .config import CheckpointError, TrainConfig, atomic_write_text
+from .config import CheckpointError, TrainConfig, atomic_write_text, now_utc
 from .training import Callback, CancelFitException, TrainingDiverged, lora_targets
 from .backbones import identity_record, model_difference, same_model
 from .rundir import read_run_config, run_id
@@ -88,7 +87,7 @@ def _manifest(trainer, files: dict) -> dict:
     n = len(trainer.data.instance_pixels)
     return dict(step=trainer.step, epoch=trainer.step * cfg.train_batch_size * cfg.gradient_accumulation_steps // n, mode=cfg.mode, rank=cfg.rank, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules,
                 train_text_encoder=cfg.train_text_encoder, family=bb.family, **identity_record(bb),
-                base_model_hash=bb.config_hash(), run_id=getattr(trainer, 'run_id', None), created=datetime.now(timezone.utc).isoformat(timespec='seconds'), files=files)
+                run_id=getattr(trainer, 'run_id', None), created=now_utc(), files=files)
 
 # %% ../nbs/05_checkpoint.ipynb #09953696
 def save_checkpoint(trainer, run_dir) -> Path:
@@ -152,8 +151,8 @@ def migrate_checkpoints(run_dir) -> list[Path]:
     return moved
 
 # %% ../nbs/05_checkpoint.ipynb #f2c2376c
-def check_base_model(manifest: dict, backbone, folder):
-    "Refuse a checkpoint made on another base model; accept (and upgrade) one written before model identities existed."
+def check_base_model(manifest: dict, backbone, folder) -> dict:
+    "Refuse a checkpoint made on another base model; accept (and upgrade) one written before model identities existed; returns the manifest."
     same = same_model(manifest, backbone)
     if same is False:
         raise CheckpointError(f"Checkpoint {folder} was trained on {manifest.get('base_model')}, but {backbone.name} is "
@@ -161,9 +160,11 @@ def check_base_model(manifest: dict, backbone, folder):
     if same is None:
         warnings.warn(f"Checkpoint {folder.name} was written by an earlier dreambooth_nb that could not identify its base model "
                       f"reliably; using it with {backbone.name} and recording that model's identity in its manifest.")
-        atomic_write_text(Path(folder) / 'manifest.json', json.dumps({**manifest, **identity_record(backbone)}, indent=1))
+        manifest = {**manifest, **identity_record(backbone)}
+        atomic_write_text(Path(folder) / 'manifest.json', json.dumps(manifest, indent=1))
+    return manifest
 
-def _check_compatible(manifest: dict, trainer, folder):
+def _check_compatible(manifest: dict, trainer, folder) -> dict:
     cfg, bb = trainer.cfg, trainer.backbone
     mine = dict(mode=cfg.mode, train_text_encoder=cfg.train_text_encoder)
     if cfg.mode == 'lora': mine['rank'] = cfg.rank
@@ -171,7 +172,7 @@ def _check_compatible(manifest: dict, trainer, folder):
         if manifest.get(key) != value:
             raise CheckpointError(f"Checkpoint {folder} has {key}={manifest.get(key)!r} (base model {manifest.get('base_model')}), "
                                   f"but this run has {key}={value!r} (base model {bb.name}). Resume with the config the checkpoint was made with.")
-    check_base_model(manifest, bb, folder)
+    return check_base_model(manifest, bb, folder)
 
 def load_weights_into(modules: dict, folder, strict_full: bool) -> None:
     "Load each `<name>.safetensors` of a checkpoint into the module of the same name."
@@ -218,9 +219,7 @@ def resume(trainer, folder) -> int:
     "Restore weights, optimizer, LR schedule, grad scaler and step from a checkpoint; returns the step."
     folder = Path(folder)
     if not hasattr(trainer, 'opt'): trainer.setup()
-    manifest = json.loads((folder / 'manifest.json').read_text())
-    _check_compatible(manifest, trainer, folder)
-    manifest = json.loads((folder / 'manifest.json').read_text())
+    manifest = _check_compatible(json.loads((folder / 'manifest.json').read_text()), trainer, folder)
     acc = trainer.accelerator
     load_weights_into({n: acc.unwrap_model(m) for n, m in trainer.models.items()}, folder, trainer.cfg.mode == 'full')
     trainer.step = manifest['step']
@@ -309,7 +308,7 @@ def load_trained(run_or_checkpoint, checkpoint: str = 'latest', device='cpu', dt
     manifest = json.loads((folder / 'manifest.json').read_text())
     cfg = read_run_config(run_root(folder), folder / 'config.yaml')
     bb = load_base(cfg, dtype=torch.float32)
-    check_base_model(manifest, bb, folder)
+    manifest = check_base_model(manifest, bb, folder)
     mods = bb.trainable_modules(manifest['mode'], manifest['train_text_encoder'], rank=manifest['rank'],
                                 lora_alpha=manifest['lora_alpha'], targets=lora_targets(cfg))
     load_weights_into(mods, folder, manifest['mode'] == 'full')

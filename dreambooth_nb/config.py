@@ -14,10 +14,10 @@ from fastcore.basics import patch
 __all__ = ['EMPTY_WORDS', 'BOOL_WORDS', 'LIST_FIELDS', 'EMPTY_MEANS', 'CONVERTERS', 'LORA_FIELDS', 'LR_SCHEDULERS', 'CHOICES',
            'POSITIVE', 'OPTIONAL_POSITIVE', 'NOT_NEGATIVE', 'UNIT_INTERVAL', 'MAX_RESOLUTION', 'MAX_RANK', 'MAX_SEED',
            'PRESETS', 'DreamBoothError', 'ConfigError', 'DataError', 'ModelError', 'CheckpointError',
-           'atomic_write_bytes', 'atomic_write_text', 'opt', 'TrainConfig', 'fill_prompt', 'infer_identifier',
-           'class_from_prompt', 'class_after_identifier', 'inferred_names', 'field_docs', 'closest_field', 'field_type',
-           'coerce_field', 'coerce_dict', 'read_yaml', 'implied_lora_mode', 'settings_from_yaml', 'validate',
-           'train_steps', 'preset']
+           'atomic_write_bytes', 'now_utc', 'atomic_write_text', 'opt', 'TrainConfig', 'fill_prompt',
+           'infer_identifier', 'class_from_prompt', 'class_after_identifier', 'inferred_names', 'field_docs',
+           'closest_field', 'field_type', 'coerce_field', 'coerce_dict', 'read_yaml', 'implied_lora_mode',
+           'settings_from_yaml', 'validate', 'train_steps', 'preset']
 
 # %% ../nbs/00_config.ipynb #830162a0
 class DreamBoothError(Exception):
@@ -43,6 +43,11 @@ def atomic_write_bytes(path, data: bytes):
         if isinstance(e, OSError) and e.filename is None: raise OSError(e.errno, e.strerror, str(path)) from e   # say where
         raise
     return path
+
+def now_utc() -> str:
+    "The time now, in UTC, as the run's files record it (ISO 8601, seconds)."
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
 def atomic_write_text(path, text: str): return atomic_write_bytes(path, text.encode('utf-8'))
 

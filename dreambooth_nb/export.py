@@ -7,11 +7,10 @@ from __future__ import annotations
 import json, os, shutil, tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
-from .config import CheckpointError, ConfigError, DreamBoothError, TrainConfig, atomic_write_text
+from .config import CheckpointError, ConfigError, DreamBoothError, TrainConfig, atomic_write_text, now_utc
 from .backbones import batch_map, load_backbone, load_base
 from .checkpoint import checkpoint_dir, load_trained
 
@@ -52,6 +51,11 @@ def check_step(trained, pipe, prompt: str, tol: float = 1e-3) -> float:
     return diff
 
 # %% ../nbs/05a_export.ipynb #bd0a1297
+def _identity_text(manifest: dict) -> str:
+    "The base model's identity as a checkpoint records it (a run of an earlier version: its old config hash)."
+    ident = manifest.get('base_model_identity')
+    return f"architecture {ident['architecture']}, weights {ident['weights']}" if ident else f"config hash {manifest.get('base_model_hash')}"
+
 def model_card(cfg: TrainConfig, manifest: dict, fmt: str, how_to_load: str, extra: str = '') -> str:
     "A short Markdown model card for an export (the training config is added beside it or inside it when it is written)."
     return f"""# DreamBooth: {cfg.fill('{identifier} {class_name}')}
@@ -60,13 +64,13 @@ Trained with [dreambooth_nb](https://github.com/dreambooth-nb/dreambooth_nb) —
 
 | | |
 |---|---|
-| base model | `{cfg.pretrained_model_name_or_path}` (config hash {manifest['base_model_hash']}) |
+| base model | `{cfg.pretrained_model_name_or_path}` (identity {_identity_text(manifest)}) |
 | identifier / class | `{cfg.identifier}` / `{cfg.class_name}` |
 | instance prompt | `{cfg.fill(cfg.instance_prompt)}` |
 | prior preservation | {cfg.with_prior_preservation} (class prompt `{cfg.fill(cfg.class_prompt) if cfg.class_prompt else ''}`, weight {cfg.prior_loss_weight}) |
 | mode | {manifest['mode']}{f", rank {manifest['rank']}" if manifest['mode'] == 'lora' else ''}, text encoder trained: {manifest['train_text_encoder']} |
 | steps | {manifest['step']} at lr {cfg.learning_rate}, resolution {cfg.resolution}, batch {cfg.train_batch_size} |
-| exported | {datetime.now(timezone.utc).isoformat(timespec='seconds')} |
+| exported | {now_utc()} |
 {extra}
 ## Use
 

@@ -5,21 +5,20 @@
 # %% ../nbs/03_priors.ipynb #2d08bdbd
 from __future__ import annotations
 import io, json, re, struct, warnings, zlib
-from datetime import datetime, timezone
 from pathlib import Path
 import torch
 from PIL import Image, PngImagePlugin
 from tqdm.auto import tqdm
 from .backbones import identity_record, model_difference, same_model
-from .config import DataError, atomic_write_bytes
+from .config import DataError, atomic_write_bytes, now_utc
 from .data import UnreadableImage, load_image, open_header, warn_skipped
 
 # %% auto #0
-__all__ = ['PNG_KEY', 'PNG_SIGNATURE', 'LEGACY_MANIFEST', 'read_manifest', 'prior_filename', 'is_prior_name', 'now_utc',
-           'write_png', 'read_record', 'clean_temporaries', 'set_record', 'read_legacy_manifest', 'bank_files',
-           'read_bank', 'migrate_manifest', 'warn_other_settings', 'legacy_name_matches', 'check_bank_model',
-           'adopt_legacy_records', 'check_readable', 'scan_bank', 'report_broken', 'missing_indices', 'plan_batches',
-           'prepare_bank', 'generate_priors', 'show_priors']
+__all__ = ['PNG_KEY', 'PNG_SIGNATURE', 'LEGACY_MANIFEST', 'read_manifest', 'prior_filename', 'is_prior_name', 'write_png',
+           'read_record', 'clean_temporaries', 'set_record', 'read_legacy_manifest', 'bank_files', 'read_bank',
+           'migrate_manifest', 'warn_other_settings', 'legacy_name_matches', 'check_bank_model', 'adopt_legacy_records',
+           'check_readable', 'scan_bank', 'report_broken', 'missing_indices', 'plan_batches', 'prepare_bank',
+           'generate_priors', 'show_priors']
 
 # %% ../nbs/03_priors.ipynb #fb6270f5
 PNG_KEY = 'dreambooth_nb'
@@ -28,7 +27,6 @@ def prior_filename(index: int) -> str: return f'class-{index:05d}.png'
 
 def is_prior_name(name: str) -> bool: return re.fullmatch(r'class-\d{5,}\.png', name) is not None
 
-def now_utc() -> str: return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
 def write_png(img: Image.Image, path, record: dict):
     "Save `img` as a PNG with `record` in its `dreambooth_nb` text chunk, atomically."

@@ -14,7 +14,7 @@ from .backbones import load_base, tiny
 from .data import check_identifier, find_images, sample_subject_dir, subject_data
 from .priors import generate_priors
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, read_metrics, snr_weights, tracker_config
-from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, latest_checkpoint, list_checkpoints,
+from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, find_checkpoint, latest_checkpoint, list_checkpoints,
                                       migrate_checkpoints, resolve_checkpoint, resume)
 from .sampling import SampleCallback
 from .export import FINAL_MARKER, write_final_lora, write_final_pipeline
@@ -75,22 +75,26 @@ def refuse_restart(run_dir):
         raise ConfigError(f"Run folder {run_dir} already holds {where}. Continue it with --resume_from_checkpoint latest, "
                           f"start over with --overwrite, or choose another output_dir.")
 
-def accept_start(cfg: TrainConfig, run_dir: Path):
-    "Every reason to refuse this start, checked before anything is written: a restart over a run, a missing or foreign checkpoint."
+def accept_start(cfg: TrainConfig, run_dir: Path) -> Path | None:
+    "Every reason to refuse this start, checked before anything is written; returns the checkpoint a named resume continues from."
     spec = cfg.resume_from_checkpoint
     if not spec: return refuse_restart(run_dir)
-    if spec == 'latest': return
-    check_same_run(resolve_checkpoint(run_dir, spec), run_dir)
+    if spec == 'latest': return None
+    checkpoint = resolve_checkpoint(run_dir, spec)
+    check_same_run(checkpoint, run_dir)
+    return checkpoint
 
 # %% ../nbs/07_run.ipynb #85a61470
-def start_or_resume(trainer, run_dir: Path) -> int:
-    "Resume `trainer` as its config asks, or check that a fresh start loses nothing; returns the start step."
+def start_or_resume(trainer, run_dir: Path, checkpoint: Path | None = None) -> int:
+    "Resume `trainer` as its config asks (from `checkpoint` when already checked), or check that a fresh start loses nothing; returns the start step."
     spec, main = trainer.cfg.resume_from_checkpoint, trainer.accelerator.is_main_process
     if not spec: refuse_restart(run_dir); return 0
-    if spec == 'latest' and latest_checkpoint(run_dir) is None:
+    if checkpoint is None:                  # checksums are read once: a checkpoint of a full model is gigabytes
+        checkpoint = latest_checkpoint(run_dir) if spec == 'latest' else resolve_checkpoint(run_dir, spec)
+    if checkpoint is None:
         print(f"No valid checkpoint in {run_dir} yet: starting from step 0.")
         step = 0
-    else: step = resume(trainer, resolve_checkpoint(run_dir, spec))
+    else: step = resume(trainer, checkpoint)
     if main: truncate_metrics(run_dir / 'metrics.jsonl', step)
     return step
 
@@ -131,14 +135,15 @@ def _load_checked(cfg: TrainConfig, accelerator):
     if cfg.snr_gamma is not None: snr_weights(backbone.noise_scheduler, torch.zeros(1, dtype=torch.long), cfg.snr_gamma)  # flow matching refuses
     return backbone
 
-def open_run(cfg: TrainConfig, run_dir: Path, overwrite: bool) -> Path:
-    "Accept the start (or raise, having written nothing), then write the run's config and id (main process, under the lock)."
+def open_run(cfg: TrainConfig, run_dir: Path, overwrite: bool) -> Path | None:
+    "Accept the start (or raise, having written nothing), then write the run's config and id (main process, under the lock); returns the accepted checkpoint."
     check_run_dir(run_dir, overwrite)
-    if not overwrite: accept_start(cfg, run_dir)
+    checkpoint = None if overwrite else accept_start(cfg, run_dir)
     run_dir = prepare_run_dir(run_dir, overwrite)
     config_for_run(cfg, run_dir).to_yaml(run_dir / 'config.yaml')
     run_id(run_dir, create=True); migrate_checkpoints(run_dir)
-    return run_dir
+    if checkpoint is not None and not checkpoint.exists(): checkpoint = find_checkpoint(run_dir, checkpoint.name)   # just migrated
+    return checkpoint
 
 def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     "Run DreamBooth for `cfg` into `cfg.output_dir`; returns the finished trainer."
@@ -146,12 +151,12 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     backbone, main = _load_checked(cfg, accelerator), accelerator.is_main_process
     run_dir = Path(cfg.output_dir).expanduser()
     with RunLock(run_dir) if main else nullcontext():
-        if main: open_run(cfg, run_dir, overwrite)
+        checkpoint = open_run(cfg, run_dir, overwrite) if main else None
         accelerator.wait_for_everyone()
         data = subject_data(cfg, _priors(cfg, backbone, run_dir, accelerator))
         trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
         trainer.run_id = run_id(run_dir)
-        start_or_resume(trainer, run_dir)
+        start_or_resume(trainer, run_dir, checkpoint)
         if cfg.report_to != 'jsonl': accelerator.init_trackers('dreambooth_nb', config=tracker_config(cfg))
         trainer.fit()
         accelerator.end_training()

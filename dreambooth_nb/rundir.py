@@ -5,9 +5,8 @@
 # %% ../nbs/00a_rundir.ipynb #6b5d4571
 from __future__ import annotations
 import errno, json, os, socket, threading, uuid
-from datetime import datetime, timezone
 from pathlib import Path
-from .config import DreamBoothError, TrainConfig, atomic_write_text
+from .config import DreamBoothError, TrainConfig, atomic_write_text, now_utc
 
 # %% auto #0
 __all__ = ['LOCK_NAME', 'RUN_INFO', 'PATH_FIELDS', 'RUN_MARKS', 'RunLockedError', 'read_holder', 'RunLock', 'config_for_run',
@@ -68,7 +67,7 @@ class RunLock:
             if taken is False or (taken is None and not _stale(holder) and holder.get('pid') != os.getpid()):
                 os.close(fd); raise RunLockedError(_locked_message(self.run_dir, holder))
             info = dict(pid=os.getpid(), host=socket.gethostname(), command=self.command,
-                        started=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+                        started=now_utc())
             os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(info).encode(), 0)
             _HELD[self.key] = [fd, 1]
         return self
@@ -144,5 +143,5 @@ def run_id(run_dir, create: bool = False) -> str | None:
     except (OSError, ValueError, KeyError, TypeError): pass
     if not create: return None
     rid = uuid.uuid4().hex[:12]
-    atomic_write_text(path, json.dumps(dict(run_id=rid, created=datetime.now(timezone.utc).isoformat(timespec='seconds'))))
+    atomic_write_text(path, json.dumps(dict(run_id=rid, created=now_utc())))
     return rid
