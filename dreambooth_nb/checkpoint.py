@@ -8,17 +8,19 @@ import hashlib, json, os, re, shutil, signal, tempfile, threading, time, warning
 from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
-from .config import CheckpointError, TrainConfig, atomic_write_text, now_utc
+from .atomic import atomic_write_text, now_utc
+from .config import CheckpointError, TrainConfig
 from .training import Callback, CancelFitException, TrainingDiverged, lora_targets
-from .backbones import identity_record, model_difference, same_model
-from .rundir import read_run_config, run_id
+from .load import identity_record, model_difference, same_model
+from .rundir import (CHECKPOINT_PREFIX, CONFIG_FILE, LEGACY_CHECKPOINTS_DIR, MANIFEST_FILE, checkpoint_name,
+                                  read_run_config, run_id)
 
 # %% auto #0
-__all__ = ['LEGACY_DIR', 'trained_weights', 'rng_state', 'set_rng_state', 'training_state', 'sha256_file', 'checkpoint_name',
-           'check_finite_weights', 'save_checkpoint', 'checkpoint_problem', 'checkpoint_step', 'list_checkpoints',
-           'latest_checkpoint', 'migrate_checkpoints', 'check_base_model', 'load_weights_into', 'find_checkpoint',
-           'resolve_checkpoint', 'check_same_run', 'resume', 'rotate_checkpoints', 'CheckpointCallback', 'StopOnSignal',
-           'run_root', 'checkpoint_dir', 'load_trained']
+__all__ = ['trained_weights', 'rng_state', 'set_rng_state', 'training_state', 'sha256_file', 'check_finite_weights',
+           'save_checkpoint', 'checkpoint_problem', 'checkpoint_step', 'list_checkpoints', 'latest_checkpoint',
+           'migrate_checkpoints', 'check_base_model', 'load_weights_into', 'find_checkpoint', 'resolve_checkpoint',
+           'check_same_run', 'resume', 'rotate_checkpoints', 'CheckpointCallback', 'StopOnSignal', 'run_root',
+           'checkpoint_dir', 'load_trained']
 
 # %% ../nbs/05_checkpoint.ipynb #fe1ee34b
 def trained_weights(trainer) -> dict[str, dict[str, torch.Tensor]]:
@@ -63,8 +65,6 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 # %% ../nbs/05_checkpoint.ipynb #cdcdf001
-def checkpoint_name(step: int) -> str: return f'checkpoint-{step}'
-
 def check_finite_weights(weights: dict, step: int):
     "Refuse to save weights that hold nan or inf: a checkpoint must always be a state worth resuming."
     for module, sd in weights.items():
@@ -79,7 +79,7 @@ def _write_checkpoint_files(trainer, folder: Path) -> dict:
         save_file(sd, folder / f'{name}.safetensors'); files[f'{name}.safetensors'] = None
     if not trainer.cfg.checkpoint_weights_only:
         torch.save(training_state(trainer), folder / 'training_state.pt'); files['training_state.pt'] = None
-    trainer.cfg.to_yaml(folder / 'config.yaml'); files['config.yaml'] = None
+    trainer.cfg.to_yaml(folder / CONFIG_FILE); files[CONFIG_FILE] = None
     return {f: sha256_file(folder / f) for f in files}
 
 def _manifest(trainer, files: dict) -> dict:
@@ -96,10 +96,10 @@ def save_checkpoint(trainer, run_dir) -> Path:
     trainer.accelerator.wait_for_everyone()
     if trainer.is_main:
         final.parent.mkdir(parents=True, exist_ok=True)
-        for stale in final.parent.glob('.tmp-checkpoint-*'): shutil.rmtree(stale, ignore_errors=True)
+        for stale in final.parent.glob(f'.tmp-{CHECKPOINT_PREFIX}*'): shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-{final.name}-', dir=final.parent))
         files = _write_checkpoint_files(trainer, tmp)
-        atomic_write_text(tmp / 'manifest.json', json.dumps(_manifest(trainer, files), indent=1))
+        atomic_write_text(tmp / MANIFEST_FILE, json.dumps(_manifest(trainer, files), indent=1))
         if final.exists(): shutil.rmtree(final)
         os.replace(tmp, final)
     trainer.accelerator.wait_for_everyone()
@@ -109,7 +109,7 @@ def save_checkpoint(trainer, run_dir) -> Path:
 def checkpoint_problem(folder) -> str | None:
     "Why `folder` is not a valid checkpoint, or None when it is."
     folder = Path(folder)
-    try: manifest = json.loads((folder / 'manifest.json').read_text())
+    try: manifest = json.loads((folder / MANIFEST_FILE).read_text())
     except FileNotFoundError: return 'no manifest.json'
     except (json.JSONDecodeError, OSError) as e: return f'unreadable manifest.json ({e})'
     for name, digest in manifest.get('files', {}).items():
@@ -117,19 +117,17 @@ def checkpoint_problem(folder) -> str | None:
         if sha256_file(folder / name) != digest: return f'{name} does not match its checksum'
     return None
 
-LEGACY_DIR = 'checkpoints'
-
 def checkpoint_step(folder) -> int | None:
     "The step of a checkpoint folder name: checkpoint-N, or step-NNNNNN written by earlier versions."
-    m = re.fullmatch(r'(?:checkpoint-|step-)(\d+)', Path(folder).name)
+    m = re.fullmatch(rf'(?:{CHECKPOINT_PREFIX}|step-)(\d+)', Path(folder).name)
     return int(m.group(1)) if m else None
 
 def list_checkpoints(run_dir) -> list[Path]:
     "Checkpoint folders of a run (valid or not), oldest first: RUN/checkpoint-N and legacy RUN/checkpoints/step-N."
     run = Path(run_dir)
-    found = [p for root in (run, run / LEGACY_DIR) if root.is_dir() for p in root.iterdir()
-             if p.is_dir() and checkpoint_step(p) is not None and (root == run) == p.name.startswith('checkpoint-')]
-    return sorted(found, key=lambda p: (checkpoint_step(p), p.name.startswith('checkpoint-')))
+    found = [p for root in (run, run / LEGACY_CHECKPOINTS_DIR) if root.is_dir() for p in root.iterdir()
+             if p.is_dir() and checkpoint_step(p) is not None and (root == run) == p.name.startswith(CHECKPOINT_PREFIX)]
+    return sorted(found, key=lambda p: (checkpoint_step(p), p.name.startswith(CHECKPOINT_PREFIX)))
 
 def latest_checkpoint(run_dir) -> Path | None:
     "The newest valid checkpoint of a run; invalid newer ones are skipped with a warning."
@@ -141,7 +139,7 @@ def latest_checkpoint(run_dir) -> Path | None:
 
 def migrate_checkpoints(run_dir) -> list[Path]:
     "Move legacy RUN/checkpoints/step-N folders to RUN/checkpoint-N (one atomic rename each); returns the new paths."
-    moved, legacy = [], Path(run_dir) / LEGACY_DIR
+    moved, legacy = [], Path(run_dir) / LEGACY_CHECKPOINTS_DIR
     for old in [p for p in list_checkpoints(run_dir) if p.parent == legacy]:
         new = Path(run_dir) / checkpoint_name(checkpoint_step(old))
         if not new.exists(): os.replace(old, new); moved.append(new)
@@ -161,7 +159,7 @@ def check_base_model(manifest: dict, backbone, folder) -> dict:
         warnings.warn(f"Checkpoint {folder.name} was written by an earlier dreambooth_nb that could not identify its base model "
                       f"reliably; using it with {backbone.name} and recording that model's identity in its manifest.")
         manifest = {**manifest, **identity_record(backbone)}
-        atomic_write_text(Path(folder) / 'manifest.json', json.dumps(manifest, indent=1))
+        atomic_write_text(Path(folder) / MANIFEST_FILE, json.dumps(manifest, indent=1))
     return manifest
 
 def _check_compatible(manifest: dict, trainer, folder) -> dict:
@@ -210,7 +208,7 @@ def check_same_run(folder, run_dir):
     "Refuse to resume a run from another run's checkpoint (a copied run folder keeps its id, so its copies are the same run)."
     folder, run = Path(folder).resolve(), Path(run_dir).resolve()
     if folder.is_relative_to(run): return
-    theirs, mine = json.loads((folder / 'manifest.json').read_text()).get('run_id'), run_id(run)
+    theirs, mine = json.loads((folder / MANIFEST_FILE).read_text()).get('run_id'), run_id(run)
     if theirs is None or theirs != mine:
         raise CheckpointError(f"Checkpoint {folder} belongs to another run, not to {run}. Resume that run in its own folder "
                               f"(--output_dir {run_root(folder)}), or start this one without resume_from_checkpoint.")
@@ -219,7 +217,7 @@ def resume(trainer, folder) -> int:
     "Restore weights, optimizer, LR schedule, grad scaler and step from a checkpoint; returns the step."
     folder = Path(folder)
     if not hasattr(trainer, 'opt'): trainer.setup()
-    manifest = _check_compatible(json.loads((folder / 'manifest.json').read_text()), trainer, folder)
+    manifest = _check_compatible(json.loads((folder / MANIFEST_FILE).read_text()), trainer, folder)
     acc = trainer.accelerator
     load_weights_into({n: acc.unwrap_model(m) for n, m in trainer.models.items()}, folder, trainer.cfg.mode == 'full')
     trainer.step = manifest['step']
@@ -281,21 +279,20 @@ class StopOnSignal(Callback):
     def after_step(self):
         if self.received is not None: raise CancelFitException()
 
-    def after_fit(self):
+    def cleanup_fit(self):                                  # after a clean end, a cancel or an error alike
         for s, h in self.old.items(): signal.signal(s, h)
         self.old = {}
-    after_cancel_fit = after_fit
 
 # %% ../nbs/05_checkpoint.ipynb #02f9d41c
 def run_root(checkpoint) -> Path:
     "The run folder a checkpoint folder belongs to (RUN/checkpoint-N, or legacy RUN/checkpoints/step-N)."
     folder = Path(checkpoint)
-    return folder.parent.parent if folder.parent.name == LEGACY_DIR and folder.name.startswith('step-') else folder.parent
+    return folder.parent.parent if folder.parent.name == LEGACY_CHECKPOINTS_DIR and folder.name.startswith('step-') else folder.parent
 
 def checkpoint_dir(run_or_checkpoint, checkpoint: str = 'latest') -> Path:
     "A checkpoint folder from a checkpoint folder, or from a run folder and 'latest' / 'step-N' / a path."
     p = Path(run_or_checkpoint)
-    if (p / 'manifest.json').is_file():
+    if (p / MANIFEST_FILE).is_file():
         if problem := checkpoint_problem(p): raise CheckpointError(f"Checkpoint {p} is not valid: {problem}.")
         return p
     if not p.is_dir(): raise CheckpointError(f"Run folder {p} does not exist.")
@@ -303,10 +300,10 @@ def checkpoint_dir(run_or_checkpoint, checkpoint: str = 'latest') -> Path:
 
 def load_trained(run_or_checkpoint, checkpoint: str = 'latest', device='cpu', dtype=torch.float32):
     "The base model of a run with a checkpoint's trained weights applied; returns (backbone, manifest)."
-    from dreambooth_nb.backbones import load_base
+    from dreambooth_nb.load import load_base
     folder = checkpoint_dir(run_or_checkpoint, checkpoint)
-    manifest = json.loads((folder / 'manifest.json').read_text())
-    cfg = read_run_config(run_root(folder), folder / 'config.yaml')
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    cfg = read_run_config(run_root(folder), folder / CONFIG_FILE)
     bb = load_base(cfg, dtype=torch.float32)
     manifest = check_base_model(manifest, bb, folder)
     mods = bb.trainable_modules(manifest['mode'], manifest['train_text_encoder'], rank=manifest['rank'],

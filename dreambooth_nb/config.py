@@ -4,20 +4,20 @@
 
 # %% ../nbs/00_config.ipynb #e45e1cd1
 from __future__ import annotations
-import dataclasses, difflib, itertools, math, numbers, os, re, tempfile, warnings
+import dataclasses, difflib, itertools, math, numbers, os, re, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
-from fastcore.basics import patch
+from .atomic import atomic_write_text
 
 # %% auto #0
 __all__ = ['EMPTY_WORDS', 'BOOL_WORDS', 'LIST_FIELDS', 'EMPTY_MEANS', 'CONVERTERS', 'LORA_FIELDS', 'LR_SCHEDULERS', 'CHOICES',
            'POSITIVE', 'OPTIONAL_POSITIVE', 'NOT_NEGATIVE', 'UNIT_INTERVAL', 'MAX_RESOLUTION', 'MAX_RANK', 'MAX_SEED',
-           'PRESETS', 'DreamBoothError', 'ConfigError', 'DataError', 'ModelError', 'CheckpointError',
-           'atomic_write_bytes', 'now_utc', 'atomic_write_text', 'opt', 'TrainConfig', 'fill_prompt',
-           'infer_identifier', 'class_from_prompt', 'class_after_identifier', 'inferred_names', 'field_docs',
-           'closest_field', 'field_type', 'coerce_field', 'coerce_dict', 'read_yaml', 'implied_lora_mode',
-           'settings_from_yaml', 'validate', 'train_steps', 'preset']
+           'PRESETS', 'MAX_SEEDS', 'MAX_SEED_VALUE', 'DreamBoothError', 'ConfigError', 'DataError', 'ModelError',
+           'CheckpointError', 'opt', 'TrainConfig', 'fill_prompt', 'infer_identifier', 'class_from_prompt',
+           'class_after_identifier', 'inferred_names', 'field_docs', 'closest_field', 'field_type', 'coerce_field',
+           'coerce_dict', 'read_yaml', 'implied_lora_mode', 'settings_from_yaml', 'validate', 'train_steps', 'preset',
+           'parse_seeds']
 
 # %% ../nbs/00_config.ipynb #830162a0
 class DreamBoothError(Exception):
@@ -27,29 +27,6 @@ class ConfigError(DreamBoothError): "A config field or file is invalid."
 class DataError(DreamBoothError): "Instance or class images are missing or unreadable."
 class ModelError(DreamBoothError): "The base model cannot be found or is not a diffusers model."
 class CheckpointError(DreamBoothError): "A checkpoint is missing, incomplete or belongs to another run."
-
-# %% ../nbs/00_config.ipynb #75141835
-def atomic_write_bytes(path, data: bytes):
-    "Write `data` to `path` via a temporary file in the same folder and `os.replace`."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp): os.remove(tmp)
-        if isinstance(e, OSError) and e.filename is None: raise OSError(e.errno, e.strerror, str(path)) from e   # say where
-        raise
-    return path
-
-def now_utc() -> str:
-    "The time now, in UTC, as the run's files record it (ISO 8601, seconds)."
-    from datetime import datetime, timezone
-    return datetime.now(timezone.utc).isoformat(timespec='seconds')
-
-def atomic_write_text(path, text: str): return atomic_write_bytes(path, text.encode('utf-8'))
 
 # %% ../nbs/00_config.ipynb #a7181ed2
 def opt(default, doc):
@@ -126,6 +103,22 @@ class TrainConfig:
     num_inference_steps: int = opt(25, "Denoising steps for sample grids")
     guidance_scale: float = opt(7.5, "Classifier-free guidance for sample grids")
     report_to: str = opt('jsonl', "Extra tracker besides metrics.jsonl (always written): jsonl (none), tensorboard, wandb, comet_ml or all")
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = 'the config') -> 'TrainConfig':
+        "Build a config from a dict: unknown keys raise `ConfigError` naming the closest field; values are coerced to each field's type."
+        return cls(**coerce_dict(d, where))
+
+    @classmethod
+    def from_yaml(cls, path) -> 'TrainConfig':
+        "Read a YAML config (safe loader; values coerced to their field types, plus what they imply: see `settings_from_yaml`)."
+        return cls(**settings_from_yaml(path))
+
+    def to_yaml(self, path=None) -> str:
+        "The config as YAML text; written atomically to `path` when given."
+        text = yaml.safe_dump(asdict(self), sort_keys=False)
+        if path is not None: atomic_write_text(path, text)
+        return text
 
     def replace(self, **kwargs) -> 'TrainConfig':
         "A copy with some fields changed (unknown names raise `ConfigError`)."
@@ -281,18 +274,6 @@ def coerce_dict(d: dict, where: str = 'the config') -> dict:
         if k not in valid: raise _unknown_key_error(k, where)
     return {k: coerce_field(k, v, where) for k, v in d.items()}
 
-@patch(cls_method=True)
-def from_dict(cls: TrainConfig, d: dict, where: str = 'the config') -> TrainConfig:
-    "Build a config from a dict: unknown keys raise `ConfigError` naming the closest field; values are coerced to each field's type."
-    return cls(**coerce_dict(d, where))
-
-@patch
-def to_yaml(self: TrainConfig, path=None) -> str:
-    "The config as YAML text; written atomically to `path` when given."
-    text = yaml.safe_dump(asdict(self), sort_keys=False)
-    if path is not None: atomic_write_text(path, text)
-    return text
-
 # %% ../nbs/00_config.ipynb #675a9b9a
 LORA_FIELDS = ('rank', 'lora_alpha', 'lora_target_modules')
 
@@ -319,11 +300,6 @@ def settings_from_yaml(path) -> dict:
     d.update(implied_lora_mode(d, str(path)))
     d.update(inferred_names(d))
     return d
-
-@patch(cls_method=True)
-def from_yaml(cls: TrainConfig, path) -> TrainConfig:
-    "Read a YAML config (safe loader; values coerced to their field types)."
-    return cls(**settings_from_yaml(path))
 
 # %% ../nbs/00_config.ipynb #6edb9056
 LR_SCHEDULERS = ('constant', 'constant_with_warmup', 'linear', 'cosine', 'cosine_with_restarts', 'polynomial')
@@ -422,3 +398,22 @@ def preset(name: str, **overrides) -> TrainConfig:
     "A `TrainConfig` from the named preset, with `overrides` applied."
     if name not in PRESETS: raise ConfigError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
     return TrainConfig.from_dict({**PRESETS[name], **overrides})
+
+# %% ../nbs/00_config.ipynb #4b975a46
+MAX_SEEDS, MAX_SEED_VALUE = 10_000, 2**32 - 1
+
+def _seed_span(part: str, text: str, name: str) -> tuple[int, int]:
+    a, sep, b = part.partition('-')
+    try: lo = int(a); hi = int(b) if sep else lo
+    except ValueError: raise ConfigError(f"{name} {text!r} is not a list of whole numbers like 0,1,2 or 0-3.") from None
+    if hi < lo: raise ConfigError(f"{name} range {part!r} is empty: write the smaller seed first ({hi}-{lo}).")
+    if hi > MAX_SEED_VALUE: raise ConfigError(f"{name} {text!r}: seeds are 32-bit, at most {MAX_SEED_VALUE}.")
+    return lo, hi
+
+def parse_seeds(text: str, limit: int = MAX_SEEDS, name: str = '--seeds') -> list[int]:
+    "'0,1,2' or '0-3' (inclusive) -> a list of seeds; the count is checked before a range is expanded."
+    spans = [_seed_span(p.strip(), text, name) for p in str(text).split(',') if p.strip()]
+    count = sum(hi - lo + 1 for lo, hi in spans)
+    if not 1 <= count <= limit:
+        raise ConfigError(f"{name} {text!r} asks for {count} images per prompt; give between 1 and {limit} (e.g. 0-3).")
+    return [s for lo, hi in spans for s in range(lo, hi + 1)]

@@ -4,31 +4,29 @@
 
 # %% ../nbs/07_run.ipynb #24197afb
 from __future__ import annotations
-import json, shutil, warnings
+import io, json, shutil, warnings
 from contextlib import nullcontext
 from pathlib import Path
 import torch
-from .config import ConfigError, TrainConfig, preset, validate, atomic_write_text
-from .rundir import LOCK_NAME, RunLock, config_for_run, run_id
-from .backbones import load_base, tiny
+from .atomic import atomic_write_bytes
+from .config import ConfigError, TrainConfig, preset, validate
+from .rundir import (CONFIG_FILE, FINAL_MARKER, LOCK_NAME, LOSS_PLOT, METRICS_FILE, PRIORS_DIR, RUN_OUTPUTS, RunLock,
+                                  config_for_run, is_run_dir, run_id, truncate_metrics)
+from .load import load_base, tiny
 from .data import check_identifier, find_images, sample_subject_dir, subject_data
 from .priors import generate_priors
-from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, read_metrics, snr_weights, tracker_config
+from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, tracker_config
 from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, find_checkpoint, latest_checkpoint, list_checkpoints,
                                       migrate_checkpoints, resolve_checkpoint, resume)
 from .sampling import SampleCallback
-from .export import FINAL_MARKER, write_final_lora, write_final_pipeline
+from .export import write_final_lora, write_final_pipeline
 
 # %% auto #0
-__all__ = ['RUN_OUTPUTS', 'is_run_dir', 'check_run_dir', 'prepare_run_dir', 'truncate_metrics', 'refuse_restart', 'accept_start',
-           'start_or_resume', 'prior_kwargs', 'default_callbacks', 'open_run', 'train', 'write_final_outputs',
-           'save_loss_plot', 'stopped_by_signal', 'demo_config', 'demo']
+__all__ = ['check_run_dir', 'prepare_run_dir', 'refuse_restart', 'accept_start', 'start_or_resume', 'prior_kwargs',
+           'default_callbacks', 'open_run', 'train', 'write_final_outputs', 'save_loss_plot', 'stopped_by_signal',
+           'demo_config', 'demo']
 
 # %% ../nbs/07_run.ipynb #7ccbbff7
-RUN_OUTPUTS = ('metrics.jsonl', 'checkpoints', 'samples', 'loss.png')
-
-def is_run_dir(path) -> bool: return (Path(path) / 'config.yaml').is_file()
-
 def _final_outputs(path: Path) -> list[Path]:
     "The final pipeline / LoRA files an earlier training wrote at the run's root (listed in its marker file)."
     try: names = json.loads((path / FINAL_MARKER).read_text()).get('files', [])
@@ -58,18 +56,10 @@ def prepare_run_dir(path, overwrite: bool = False) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
-# %% ../nbs/07_run.ipynb #8d2d3861
-def truncate_metrics(path, step: int):
-    "Keep only the records of `metrics.jsonl` up to `step`."
-    path = Path(path)
-    if not path.exists(): return
-    keep = [r for r in read_metrics(path) if r['step'] <= step]
-    atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in keep))
-
 # %% ../nbs/07_run.ipynb #ed3c946c
 def refuse_restart(run_dir):
     "Raise `ConfigError` if `run_dir` already holds checkpoints or metrics of a run."
-    ckpts, metrics = list_checkpoints(run_dir), Path(run_dir) / 'metrics.jsonl'
+    ckpts, metrics = list_checkpoints(run_dir), Path(run_dir) / METRICS_FILE
     if ckpts or (metrics.exists() and metrics.stat().st_size):
         where = f"checkpoints up to {ckpts[-1].name}" if ckpts else "metrics of an earlier run"
         raise ConfigError(f"Run folder {run_dir} already holds {where}. Continue it with --resume_from_checkpoint latest, "
@@ -95,7 +85,7 @@ def start_or_resume(trainer, run_dir: Path, checkpoint: Path | None = None) -> i
         print(f"No valid checkpoint in {run_dir} yet: starting from step 0.")
         step = 0
     else: step = resume(trainer, checkpoint)
-    if main: truncate_metrics(run_dir / 'metrics.jsonl', step)
+    if main: truncate_metrics(run_dir / METRICS_FILE, step)
     return step
 
 # %% ../nbs/07_run.ipynb #16d26db6
@@ -111,7 +101,7 @@ def prior_kwargs(cfg: TrainConfig, class_data_dir) -> dict:
 def _priors(cfg: TrainConfig, backbone, run_dir: Path, accelerator) -> list | None:
     "Top up the class bank on the main process; every process then returns the bank's images."
     if not cfg.with_prior_preservation: return None
-    kw = prior_kwargs(cfg, cfg.class_data_dir or run_dir / 'priors')
+    kw = prior_kwargs(cfg, cfg.class_data_dir or run_dir / PRIORS_DIR)
     paths = generate_priors(backbone, **kw) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()
     return paths or generate_priors(backbone, **kw, progress=False)       # the other processes find the bank full
@@ -119,7 +109,7 @@ def _priors(cfg: TrainConfig, backbone, run_dir: Path, accelerator) -> list | No
 def default_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
     "Metrics, progress, checkpoints, sample grids and a clean stop on SIGTERM/Ctrl-C for a run folder."
     prompts = [cfg.fill(cfg.validation_prompt or cfg.instance_prompt)] + ([cfg.fill(cfg.class_prompt)] if cfg.class_prompt else [])
-    return [MetricsCallback(run_dir / 'metrics.jsonl'), ProgressCallback(),
+    return [MetricsCallback(run_dir / METRICS_FILE), ProgressCallback(),
             CheckpointCallback(run_dir, cfg.checkpointing_steps, cfg.checkpoints_total_limit),
             SampleCallback(run_dir, prompts, seeds=range(cfg.num_validation_images), every=cfg.validation_steps,
                            num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale, resolution=cfg.resolution),
@@ -132,7 +122,7 @@ def _load_checked(cfg: TrainConfig, accelerator):
     find_images(cfg.instance_data_dir or sample_subject_dir())
     backbone = load_base(cfg, device=accelerator.device)
     _warn_all(check_identifier(backbone.tokenizer, cfg.identifier))
-    if cfg.snr_gamma is not None: snr_weights(backbone.noise_scheduler, torch.zeros(1, dtype=torch.long), cfg.snr_gamma)  # flow matching refuses
+    backbone.check_config(cfg)                       # what this family cannot train with is refused before priors or training
     return backbone
 
 def open_run(cfg: TrainConfig, run_dir: Path, overwrite: bool) -> Path | None:
@@ -140,7 +130,7 @@ def open_run(cfg: TrainConfig, run_dir: Path, overwrite: bool) -> Path | None:
     check_run_dir(run_dir, overwrite)
     checkpoint = None if overwrite else accept_start(cfg, run_dir)
     run_dir = prepare_run_dir(run_dir, overwrite)
-    config_for_run(cfg, run_dir).to_yaml(run_dir / 'config.yaml')
+    config_for_run(cfg, run_dir).to_yaml(run_dir / CONFIG_FILE)
     run_id(run_dir, create=True); migrate_checkpoints(run_dir)
     if checkpoint is not None and not checkpoint.exists(): checkpoint = find_checkpoint(run_dir, checkpoint.name)   # just migrated
     return checkpoint
@@ -160,7 +150,7 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
         if cfg.report_to != 'jsonl': accelerator.init_trackers('dreambooth_nb', config=tracker_config(cfg))
         trainer.fit()
         accelerator.end_training()
-        if main and (run_dir / 'metrics.jsonl').exists(): save_loss_plot(run_dir)
+        if main and (run_dir / METRICS_FILE).exists(): save_loss_plot(run_dir)
         if main and trainer.step >= trainer.max_steps and stopped_by_signal(trainer) is None: write_final_outputs(trainer, run_dir)
     return trainer
 
@@ -172,9 +162,9 @@ def write_final_outputs(trainer, run_dir: Path) -> Path:
 def save_loss_plot(run_dir: Path) -> Path:
     "Write RUN/loss.png from metrics.jsonl (and close the figure, so a notebook does not show it again)."
     import matplotlib.pyplot as plt
-    fig = plot_loss(run_dir / 'metrics.jsonl')
-    fig.savefig(run_dir / 'loss.png', dpi=100); plt.close(fig)
-    return run_dir / 'loss.png'
+    fig, buf = plot_loss(run_dir / METRICS_FILE), io.BytesIO()
+    fig.savefig(buf, format='png', dpi=100); plt.close(fig)
+    return atomic_write_bytes(run_dir / LOSS_PLOT, buf.getvalue())
 
 # %% ../nbs/07_run.ipynb #3ff3f5bd
 def stopped_by_signal(trainer) -> int | None:
@@ -195,6 +185,6 @@ def demo(out='dreambooth-demo', overwrite: bool = False, **overrides) -> Trainer
         prepare_run_dir(out, overwrite)
         if latest_checkpoint(out) is not None: overrides.setdefault('resume_from_checkpoint', 'latest')   # a rerun continues
         cfg = demo_config(out, **overrides)
-        if not is_run_dir(out): config_for_run(cfg, out).to_yaml(out / 'config.yaml')    # marks a new folder as a run first
+        if not is_run_dir(out): config_for_run(cfg, out).to_yaml(out / CONFIG_FILE)    # marks a new folder as a run first
         if not (out / 'base-model' / 'model_index.json').exists(): tiny('sd15').save_pretrained(out / 'base-model')
         return train(cfg)

@@ -4,18 +4,18 @@
 
 # %% ../nbs/04_training.ipynb #21c1dd16
 from __future__ import annotations
-import json, math, time, warnings
+import math, time, warnings
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from fastcore.basics import patch
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import compute_snr
+from diffusers.training_utils import cast_training_params, compute_snr, free_memory, offload_models
 from tqdm.auto import tqdm
 from .config import ConfigError, DreamBoothError, TrainConfig, train_steps
+from .rundir import append_metrics, read_metrics
 from .data import SubjectData, batch_indices, flip_mask
 from .backbones import batch_cat, batch_expand, batch_map
 
@@ -23,15 +23,16 @@ from .backbones import batch_cat, batch_expand, batch_map
 __all__ = ['HALF', 'TRACKER_PACKAGES', 'FP16_OVERFLOW_TRIES', 'CancelStepException', 'CancelFitException', 'Callback',
            'run_callbacks', 'with_events', 'encode_all', 'LatentCache', 'snr_weights', 'dreambooth_loss',
            'make_optimizer', 'make_lr_scheduler', 'make_accelerator', 'lora_targets', 'cast_frozen_weights',
-           'allow_new_precision', 'check_tracker_installed', 'tracker_config', 'Trainer', 'TrainingDiverged',
-           'MetricsCallback', 'ProgressCallback', 'read_metrics', 'smooth', 'plot_loss']
+           'allow_new_precision', 'check_tracker_installed', 'tracker_config', 'TrainerBase', 'TrainerSetup',
+           'TrainerBatches', 'TrainingDiverged', 'Trainer', 'MetricsCallback', 'ProgressCallback', 'smooth',
+           'plot_loss']
 
 # %% ../nbs/04_training.ipynb #9973de15
 class CancelStepException(Exception): "Raise in a callback to skip the rest of this step."
-class CancelFitException(Exception): "Raise in a callback to stop training cleanly (after_fit still runs)."
+class CancelFitException(Exception): "Raise in a callback to stop training cleanly (after_cancel_fit runs instead of after_fit)."
 
 class Callback:
-    "Base class: define any of before_fit, before_step, after_step, after_fit, after_cancel_fit; lower `order` runs first."
+    "Base class: define any of before_fit, before_step, after_step, after_fit, after_cancel_fit, cleanup_fit; lower `order` runs first."
     order = 0
     trainer = None
 
@@ -43,7 +44,7 @@ def run_callbacks(callbacks, event: str, trainer):
 
 # %% ../nbs/04_training.ipynb #bcbac84f
 class with_events:
-    "Decorator: run before_/after_ events around a method; the matching Cancel exception is a clean exit, any other error runs after_error_ and goes on."
+    "Decorator: before_/after_ events around a method; its Cancel exception runs after_cancel_, and cleanup_ runs last, whatever happened."
     def __init__(self, name, cancel): self.name, self.cancel = name, cancel
     def __call__(self, f):
         @wraps(f)
@@ -53,9 +54,7 @@ class with_events:
                 f(trainer, *args, **kwargs)
                 trainer.callback(f'after_{self.name}')
             except self.cancel: trainer.callback(f'after_cancel_{self.name}')
-            except BaseException:
-                trainer.callback(f'after_error_{self.name}')      # close bars, restore signal handlers; never save
-                raise
+            finally: trainer.callback(f'cleanup_{self.name}')     # close bars, restore signal handlers; never save
         return _f
 
 # %% ../nbs/04_training.ipynb #6ae0c45c
@@ -130,14 +129,12 @@ def lora_targets(cfg: TrainConfig) -> list[str] | None:
     return [t.strip() for t in cfg.lora_target_modules.split(',') if t.strip()] if cfg.lora_target_modules else None
 
 def cast_frozen_weights(backbone, trainable: dict, mixed_precision: str, mode: str):
-    "Cast frozen weights to the mixed-precision dtype; trainable parameters stay fp32."
+    "Cast frozen weights to the mixed-precision dtype; trainable parameters stay fp32 (diffusers' `cast_training_params`)."
     dtype = HALF.get(mixed_precision)
     if dtype is None: return
     for name, module in backbone.modules().items():
         if name not in trainable or mode == 'lora': module.to(dtype)
-    for module in trainable.values():
-        for p in module.parameters():
-            if p.requires_grad: p.data = p.data.float()
+    cast_training_params(list(trainable.values()), dtype=torch.float32)
 
 # %% ../nbs/04_training.ipynb #2e155905
 def allow_new_precision(precision: str):
@@ -162,9 +159,9 @@ def tracker_config(cfg: TrainConfig) -> dict:
     "The config as tracker hyper-parameters (trackers accept numbers, strings and booleans only)."
     return {k: ('' if v is None else v) for k, v in cfg.__dict__.items()}
 
-# %% ../nbs/04_training.ipynb #f29c55f0
-class Trainer:
-    "DreamBooth on a Backbone: instance (+ class) batches, full or LoRA, callbacks for everything else."
+# %% ../nbs/04_training.ipynb #eb8bb40c
+class TrainerBase:
+    "The trainer's state and events: config, backbone, data, callbacks, accelerator, step counter, offloading."
     def __init__(self, cfg: TrainConfig, backbone, data: SubjectData, callbacks=(), accelerator: Accelerator | None = None):
         self.cfg, self.backbone, self.data, self.callbacks = cfg, backbone, data, list(callbacks)
         self.accelerator = accelerator or make_accelerator(cfg)
@@ -177,102 +174,95 @@ class Trainer:
     @property
     def is_main(self) -> bool: return self.accelerator.is_main_process
 
-# %% ../nbs/04_training.ipynb #b56adadd
-@patch
-def _prepare_text(self: Trainer):
-    "Precomputed embeddings (frozen text encoder) or token ids (trained text encoder) for both prompts."
-    bb, d = self.backbone, self.data
-    prompts = {'instance': d.instance_prompt} | ({'class': d.class_prompt} if d.with_prior else {})
-    if self.cfg.train_text_encoder or not self.cfg.pre_compute_text_embeddings:
-        self.text = {k: ('ids', batch_map(lambda t: t.to(self.accelerator.device), bb.tokenize([p]))) for k, p in prompts.items()}
-    else:
-        with torch.no_grad(): self.text = {k: ('emb', bb.encode_prompt([p])) for k, p in prompts.items()}
-        self.text_precomputed = True
+    def offload_frozen(self) -> list[str]:
+        "On a GPU, move modules no training step uses (frozen, precomputed text encoders; the VAE behind a latent cache) to CPU."
+        if self.accelerator.device.type != 'cuda': return []
+        idle = [n for n in self.backbone.modules() if n not in self.models and
+                ((n.startswith('text_encoder') and self.text_precomputed) or (n == 'vae' and self.cache is not None))]
+        for n in idle: self.backbone.modules()[n].to('cpu')
+        if idle: free_memory()
+        self.offloaded = idle
+        return idle
 
-@patch
-def setup(self: Trainer):
-    "Trainable modules, optimizer, schedule, caches; everything through `accelerator.prepare`."
-    cfg, bb, acc = self.cfg, self.backbone, self.accelerator
-    bb.to(acc.device)
-    mods = bb.trainable_modules(cfg.mode, cfg.train_text_encoder, rank=cfg.rank, lora_alpha=cfg.lora_alpha,
-                                targets=lora_targets(cfg))
-    cast_frozen_weights(bb, mods, acc.mixed_precision, cfg.mode)
-    if cfg.gradient_checkpointing:
-        bb.unet.enable_gradient_checkpointing()
-        if cfg.train_text_encoder: bb.text_encoder.gradient_checkpointing_enable()
-    params = [p for m in mods.values() for p in m.parameters() if p.requires_grad]
-    self.opt = make_optimizer(cfg, params, acc.num_processes)
-    self.lr_sched = make_lr_scheduler(cfg, self.opt, self.max_steps, acc.num_processes)
-    names = list(mods)
-    prepared = acc.prepare(*mods.values(), self.opt, self.lr_sched)
-    self.models = dict(zip(names, prepared[:len(names)]))
-    self.opt, self.lr_sched = prepared[len(names):]
-    self.params = params
-    self.cache = LatentCache(bb, self.data, cfg.random_flip) if cfg.cache_latents else None
-    self._prepare_text()
-    self.offload_frozen()
+    @contextmanager
+    def all_on_device(self):
+        "Bring offloaded modules back to the training device for a moment (e.g. to sample), then offload them again."
+        idle = [self.backbone.modules()[n] for n in self.offloaded]
+        try:
+            with offload_models(*idle, device=self.accelerator.device, offload=bool(idle)): yield
+        finally:
+            if idle: free_memory()
 
-# %% ../nbs/04_training.ipynb #7d4cd570
-@patch
-def offload_frozen(self: Trainer) -> list[str]:
-    "On a GPU, move modules no training step uses (frozen, precomputed text encoders; the VAE behind a latent cache) to CPU."
-    if self.accelerator.device.type != 'cuda': return []
-    idle = [n for n in self.backbone.modules() if n not in self.models and
-            ((n.startswith('text_encoder') and self.text_precomputed) or (n == 'vae' and self.cache is not None))]
-    for n in idle: self.backbone.modules()[n].to('cpu')
-    if idle: torch.cuda.empty_cache()
-    self.offloaded = idle
-    return idle
+# %% ../nbs/04_training.ipynb #2006e287
+class TrainerSetup(TrainerBase):
+    "Part of `Trainer`: trainable modules, optimizer, schedule and caches, prepared once."
+    def setup(self):
+        "Trainable modules, optimizer, schedule, caches; everything through `accelerator.prepare`."
+        cfg, bb, acc = self.cfg, self.backbone, self.accelerator
+        bb.to(acc.device)
+        mods = bb.trainable_modules(cfg.mode, cfg.train_text_encoder, rank=cfg.rank, lora_alpha=cfg.lora_alpha,
+                                    targets=lora_targets(cfg))
+        cast_frozen_weights(bb, mods, acc.mixed_precision, cfg.mode)
+        if cfg.gradient_checkpointing:
+            bb.enable_gradient_checkpointing(cfg.train_text_encoder)
+        params = [p for m in mods.values() for p in m.parameters() if p.requires_grad]
+        self.opt = make_optimizer(cfg, params, acc.num_processes)
+        self.lr_sched = make_lr_scheduler(cfg, self.opt, self.max_steps, acc.num_processes)
+        names = list(mods)
+        prepared = acc.prepare(*mods.values(), self.opt, self.lr_sched)
+        self.models = dict(zip(names, prepared[:len(names)]))
+        self.opt, self.lr_sched = prepared[len(names):]
+        self.params = params
+        self.cache = LatentCache(bb, self.data, cfg.random_flip) if cfg.cache_latents else None
+        self._prepare_text()
+        self.offload_frozen()
 
-@patch
-@contextmanager
-def all_on_device(self: Trainer):
-    "Bring offloaded modules back to the training device for a moment (e.g. to sample), then offload them again."
-    mods = self.backbone.modules()
-    for n in self.offloaded: mods[n].to(self.accelerator.device)
-    try: yield
-    finally:
-        for n in self.offloaded: mods[n].to('cpu')
-        if self.offloaded: torch.cuda.empty_cache()
+    def _prepare_text(self):
+        "Precomputed embeddings (frozen text encoder) or token ids (trained text encoder) for both prompts."
+        bb, d = self.backbone, self.data
+        prompts = {'instance': d.instance_prompt} | ({'class': d.class_prompt} if d.with_prior else {})
+        if self.cfg.train_text_encoder or not self.cfg.pre_compute_text_embeddings:
+            self.text = {k: ('ids', batch_map(lambda t: t.to(self.accelerator.device), bb.tokenize([p]))) for k, p in prompts.items()}
+        else:
+            with torch.no_grad(): self.text = {k: ('emb', bb.encode_prompt([p])) for k, p in prompts.items()}
+            self.text_precomputed = True
 
-# %% ../nbs/04_training.ipynb #db542941
-@patch
-def _latents(self: Trainer, kind: str, idx, flips):
-    if self.cache is not None: return self.cache.get(kind, idx, flips)
-    px = self.data.instance_pixels if kind == 'instance' else self.data.class_pixels
-    px = torch.stack([px[i].flip(-1) if f else px[i] for i, f in zip(idx, flips)])
-    return self.backbone.encode_images(px)
+# %% ../nbs/04_training.ipynb #df1f0e82
+class TrainerBatches(TrainerSetup):
+    "Part of `Trainer`: micro-batches (latents and conditioning) and their loss."
+    def _latents(self, kind: str, idx, flips):
+        if self.cache is not None: return self.cache.get(kind, idx, flips)
+        px = self.data.instance_pixels if kind == 'instance' else self.data.class_pixels
+        px = torch.stack([px[i].flip(-1) if f else px[i] for i, f in zip(idx, flips)])
+        return self.backbone.encode_images(px)
 
-@patch
-def _cond(self: Trainer, kind: str, n: int):
-    how, value = self.text[kind]
-    if how == 'emb': return batch_expand(value, n)
-    return self.backbone.encode_prompt(input_ids=batch_expand(value, n), modules=self.models)
+    def _cond(self, kind: str, n: int):
+        how, value = self.text[kind]
+        if how == 'emb': return batch_expand(value, n)
+        return self.backbone.encode_prompt(input_ids=batch_expand(value, n), modules=self.models)
 
-@patch
-def micro_batch(self: Trainer, micro: int):
-    "Latents and conditioning for micro-batch number `micro` (instance first, then class)."
-    cfg, acc = self.cfg, self.accelerator
-    index, seed, bs = micro * acc.num_processes + acc.process_index, cfg.seed, cfg.train_batch_size
-    kinds = ['instance'] + (['class'] if self.data.with_prior else [])
-    sizes = {'instance': len(self.data.instance_pixels), 'class': len(self.data.class_pixels) if self.data.with_prior else 0}
-    latents, conds = [], []
-    for j, kind in enumerate(kinds):
-        idx = batch_indices(sizes[kind], bs, index, seed + 7919 * j)
-        latents.append(self._latents(kind, idx, flip_mask(bs, index, seed + j, cfg.random_flip)))
-        conds.append(self._cond(kind, bs))
-    return torch.cat(latents).to(acc.device), batch_cat(conds), bs
+    def micro_batch(self, micro: int):
+        "Latents and conditioning for micro-batch number `micro` (instance first, then class)."
+        cfg, acc = self.cfg, self.accelerator
+        index, seed, bs = micro * acc.num_processes + acc.process_index, cfg.seed, cfg.train_batch_size
+        kinds = ['instance'] + (['class'] if self.data.with_prior else [])
+        sizes = {'instance': len(self.data.instance_pixels), 'class': len(self.data.class_pixels) if self.data.with_prior else 0}
+        latents, conds = [], []
+        for j, kind in enumerate(kinds):
+            idx = batch_indices(sizes[kind], bs, index, seed + 7919 * j)
+            latents.append(self._latents(kind, idx, flip_mask(bs, index, seed + j, cfg.random_flip)))
+            conds.append(self._cond(kind, bs))
+        return torch.cat(latents).to(acc.device), batch_cat(conds), bs
 
-# %% ../nbs/04_training.ipynb #6719f535
-@patch
-def compute_loss(self: Trainer, micro: int):
-    cfg, bb, acc = self.cfg, self.backbone, self.accelerator
-    latents, cond, n_instance = self.micro_batch(micro)
-    g = torch.Generator(acc.device).manual_seed(cfg.seed * 1_000_003 + micro * acc.num_processes + acc.process_index)
-    noisy, timesteps, target = bb.noise_and_target(latents, generator=g, offset_noise=cfg.offset_noise)
-    pred = bb.predict(noisy, timesteps, batch_map(lambda c: c.to(noisy.dtype), cond), modules=self.models)
-    weights = snr_weights(bb.noise_scheduler, timesteps, cfg.snr_gamma)
-    return dreambooth_loss(pred, target, n_instance, cfg.prior_loss_weight, weights)
+    def compute_loss(self, micro: int):
+        "Loss and its parts for micro-batch number `micro`."
+        cfg, bb, acc = self.cfg, self.backbone, self.accelerator
+        latents, cond, n_instance = self.micro_batch(micro)
+        g = torch.Generator(acc.device).manual_seed(cfg.seed * 1_000_003 + micro * acc.num_processes + acc.process_index)
+        noisy, timesteps, target = bb.noise_and_target(latents, generator=g, offset_noise=cfg.offset_noise)
+        pred = bb.predict(noisy, timesteps, batch_map(lambda c: c.to(noisy.dtype), cond), modules=self.models)
+        weights = snr_weights(bb.noise_scheduler, timesteps, cfg.snr_gamma)
+        return dreambooth_loss(pred, target, n_instance, cfg.prior_loss_weight, weights)
 
 # %% ../nbs/04_training.ipynb #24693380
 class TrainingDiverged(DreamBoothError):
@@ -282,48 +272,48 @@ FP16_OVERFLOW_TRIES = 20   # the scaler halves its scale (from 2**16) at each ov
 
 def _finite(x) -> bool: return x is None or bool(torch.isfinite(torch.as_tensor(x).detach().float()).all())
 
-@patch
-def check_finite(self: Trainer):
-    "Raise `TrainingDiverged` when the loss or gradient norm is not finite (fp16's scaler gets a few tries first)."
-    ok = _finite(self.loss) and _finite(getattr(self, 'grad_norm', None))
-    self.nonfinite_steps = 0 if ok else getattr(self, 'nonfinite_steps', 0) + 1
-    tries = FP16_OVERFLOW_TRIES if self.accelerator.scaler is not None else 0
-    if self.nonfinite_steps > tries:
-        cfg = self.cfg
-        raise TrainingDiverged(
-            f"Training diverged at step {self.step + 1}: loss {float(self.loss.detach()):.4g}, gradient norm {float(torch.as_tensor(self.grad_norm).detach()):.4g}. "
-            f"Nothing of this step was applied or saved; the newest checkpoint in {cfg.output_dir} is the last good state. "
-            f"Lower the learning rate (now {cfg.learning_rate:g}), use mixed_precision bf16 or no instead of fp16, "
-            f"then continue with --resume_from_checkpoint latest (or start over with --overwrite).")
-
 # %% ../nbs/04_training.ipynb #b9298c04
-@patch
-@with_events('step', CancelStepException)
-def one_step(self: Trainer):
-    "One optimizer update: `gradient_accumulation_steps` micro-batches through accelerate."
-    acc, accum, t0 = self.accelerator, self.cfg.gradient_accumulation_steps, time.perf_counter()
-    for k in range(accum):
-        with acc.accumulate(*self.models.values()):
-            self.loss, self.loss_parts = self.compute_loss(self.step * accum + k)
-            acc.backward(self.loss)
-            if acc.sync_gradients:
-                self.grad_norm = acc.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
-                self.check_finite()
-            self.opt.step(); self.lr_sched.step(); self.opt.zero_grad(set_to_none=True)
-    self.step += 1
-    self.step_seconds = time.perf_counter() - t0
+class Trainer(TrainerBatches):
+    "DreamBooth on a Backbone: instance (+ class) batches, full or LoRA, callbacks for everything else."
+    def check_finite(self):
+        "Raise `TrainingDiverged` when the loss or gradient norm is not finite (fp16's scaler gets a few tries first)."
+        ok = _finite(self.loss) and _finite(getattr(self, 'grad_norm', None))
+        self.nonfinite_steps = 0 if ok else getattr(self, 'nonfinite_steps', 0) + 1
+        tries = FP16_OVERFLOW_TRIES if self.accelerator.scaler is not None else 0
+        if self.nonfinite_steps > tries:
+            cfg = self.cfg
+            raise TrainingDiverged(
+                f"Training diverged at step {self.step + 1}: loss {float(self.loss.detach()):.4g}, gradient norm {float(torch.as_tensor(self.grad_norm).detach()):.4g}. "
+                f"Nothing of this step was applied or saved; the newest checkpoint in {cfg.output_dir} is the last good state. "
+                f"Lower the learning rate (now {cfg.learning_rate:g}), use mixed_precision bf16 or no instead of fp16, "
+                f"then continue with --resume_from_checkpoint latest (or start over with --overwrite).")
 
-@patch
-@with_events('fit', CancelFitException)
-def fit_loop(self: Trainer):
-    while self.step < self.max_steps: self.one_step()
+    @with_events('step', CancelStepException)
+    def one_step(self):
+        "One optimizer update: `gradient_accumulation_steps` micro-batches through accelerate."
+        acc, accum, t0 = self.accelerator, self.cfg.gradient_accumulation_steps, time.perf_counter()
+        for k in range(accum):
+            with acc.accumulate(*self.models.values()):
+                self.loss, self.loss_parts = self.compute_loss(self.step * accum + k)
+                acc.backward(self.loss)
+                if acc.sync_gradients:
+                    self.grad_norm = acc.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+                    self.check_finite()
+                self.opt.step(); self.lr_sched.step(); self.opt.zero_grad(set_to_none=True)
+        self.step += 1
+        self.step_seconds = time.perf_counter() - t0
 
-@patch
-def fit(self: Trainer):
-    "Set up (once) and train until `max_steps`; returns the trainer."
-    if not hasattr(self, 'opt'): self.setup()
-    self.fit_loop()
-    return self
+    @with_events('fit', CancelFitException)
+    def fit_loop(self):
+        while self.step < self.max_steps: self.one_step()
+
+    def fit(self) -> 'Trainer':
+        "Set up (once) and train until `max_steps`; returns the trainer. However the fit ends, callbacks let go of it."
+        if not hasattr(self, 'opt'): self.setup()
+        try: self.fit_loop()
+        finally:
+            for cb in self.callbacks: cb.trainer = None
+        return self
 
 # %% ../nbs/04_training.ipynb #afa74cce
 def _scalar(acc, x) -> float:
@@ -342,9 +332,7 @@ class MetricsCallback(Callback):
                    lr=t.lr_sched.get_last_lr()[0], grad_norm=_scalar(acc, t.grad_norm), seconds=round(t.step_seconds, 4))
         t.history.append(rec)
         if not t.is_main: return
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n')
+        if self.path: append_metrics(self.path, rec)
         if acc.trackers: acc.log(rec, step=rec['step'])
 
 # %% ../nbs/04_training.ipynb #e1fb1abc
@@ -357,18 +345,9 @@ class ProgressCallback(Callback):
     def after_step(self):
         self.bar.update(1)
         if self.trainer.history: self.bar.set_postfix(loss=f"{self.trainer.history[-1]['loss']:.4f}")
-    def after_fit(self): self.bar.close()
-    after_cancel_fit = after_error_fit = after_fit
+    def cleanup_fit(self): self.bar.close()                  # however the fit ended
 
 # %% ../nbs/04_training.ipynb #89f14de2
-def read_metrics(path) -> list[dict]:
-    "The records of a metrics.jsonl file (a torn last line is ignored)."
-    out = []
-    for line in Path(path).read_text().splitlines():
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError: pass
-    return out
-
 def smooth(values, beta: float = 0.9) -> list[float]:
     "Debiased exponential moving average."
     out, avg = [], 0.0
