@@ -9,7 +9,7 @@ import torch
 
 def run(out, **kw):
     from dreambooth_nb.run import demo_config, train
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     base = Path(out).parent / 'small-base'
     if not base.exists(): tiny('sd15', size='small').save_pretrained(base)
     cfg = demo_config(out, **{'pretrained_model_name_or_path': str(base), 'resolution': 256, 'max_train_steps': 40,

@@ -30,7 +30,7 @@ def main():
     p.add_argument('--images', type=int, default=8); p.add_argument('--gpu', action='store_true')
     a = p.parse_args()
     import torch
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     from dreambooth_nb.priors import generate_priors
     from _models import sd15_architecture
     device = 'cuda' if a.gpu else 'cpu'

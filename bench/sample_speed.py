@@ -14,7 +14,7 @@ def main():
     p.add_argument('--gpu', action='store_true')
     a = p.parse_args()
     import torch
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     from dreambooth_nb.sampling import generate
     from _models import sd15_architecture
     device = 'cuda' if a.gpu else 'cpu'

@@ -21,7 +21,7 @@ from _models import sd15_architecture
 def one(size: str, mode: str, impl: str, steps: int, gpu: bool) -> dict:
     "Time `steps` training steps (after 2 warm-up steps) of one configuration in this process."
     import torch
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     from dreambooth_nb.config import preset
     from dreambooth_nb.data import find_images, load_pixels, sample_subject_dir, SubjectData
     from dreambooth_nb.training import Trainer

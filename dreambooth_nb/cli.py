@@ -334,7 +334,7 @@ def _final_lines(run: Path) -> list[str]:
     return []
 
 def _summary(run: Path, seconds: float) -> str:
-    from dreambooth_nb.training import read_metrics
+    from dreambooth_nb.rundir import read_metrics
     from dreambooth_nb.checkpoint import list_checkpoints
     m = read_metrics(run / 'metrics.jsonl')
     lines = [f"Done in {seconds:.0f} s. Run folder: {run}",
@@ -357,7 +357,7 @@ def cmd_demo(args) -> int:
     return _stop_status(trainer, args.out)
 
 def cmd_tiny(args) -> int:
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     path = tiny(args.family).save_pretrained(args.out)
     print(f"Wrote a tiny {args.family} backbone (random weights) to {path}; load it with diffusers' DiffusionPipeline.from_pretrained('{path}').")
     return 0
@@ -392,7 +392,7 @@ def _stop_status(trainer, run_dir) -> int:
 # %% ../nbs/09_cli.ipynb #f9e49a72
 def cmd_priors(args) -> int:
     import contextlib, torch
-    from dreambooth_nb.backbones import load_base
+    from dreambooth_nb.load import load_base
     from dreambooth_nb.config import validate
     from dreambooth_nb.priors import generate_priors
     from dreambooth_nb.run import prior_kwargs
@@ -418,7 +418,7 @@ def writable_dir(path) -> Path:
 
 def cmd_sample(args) -> int:
     import torch
-    from dreambooth_nb.backbones import load_base
+    from dreambooth_nb.load import load_base
     from dreambooth_nb.checkpoint import checkpoint_dir, load_trained, run_root
     from dreambooth_nb.sampling import compare_grid, eval_prompts, generate, image_grid, save_png, set_lora_scale
     folder, seeds = checkpoint_dir(args.run, args.checkpoint), parse_seeds(args.seeds)

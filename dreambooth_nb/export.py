@@ -10,23 +10,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
-from .config import CheckpointError, ConfigError, DreamBoothError, TrainConfig, atomic_write_text, now_utc
-from .backbones import batch_map, load_backbone, load_base
+from .atomic import atomic_write_text, now_utc
+from .config import CheckpointError, ConfigError, DreamBoothError, TrainConfig
+from .rundir import FINAL_MARKER
+from .backbones import adapter_for_family, batch_map
+from .load import load_backbone, load_base
 from .checkpoint import checkpoint_dir, load_trained
 
 # %% auto #0
-__all__ = ['MARKER', 'FINAL_MARKER', 'FILE_MODE', 'FOLDER_MODE', 'DTYPES', 'KOHYA_PREFIXES', 'KOHYA_SDXL_PREFIXES',
-           'EXTRACT_TARGETS', 'LORA_FORMATS', 'UNET_RESNET', 'UNET_FIXED', 'VAE_ATTN', 'VAE_FIXED', 'FINAL_LORA',
-           'step_difference', 'check_step', 'model_card', 'OutputError', 'OutputPlan', 'plan_output', 'publish',
-           'Exported', 'merge_lora', 'export_diffusers', 'lora_state_dicts', 'diffusers_lora_keys', 'kohya_lora_keys',
-           'extract_lora', 'with_lora', 'export_lora', 'unet_to_ldm', 'vae_to_ldm', 'text_to_ldm', 'single_file_state',
+__all__ = ['MARKER', 'FILE_MODE', 'FOLDER_MODE', 'DTYPES', 'KOHYA_PREFIXES', 'KOHYA_SDXL_PREFIXES', 'EXTRACT_TARGETS',
+           'LORA_FORMATS', 'UNET_RESNET', 'UNET_FIXED', 'VAE_ATTN', 'VAE_FIXED', 'FINAL_LORA', 'step_difference',
+           'check_step', 'model_card', 'OutputError', 'OutputPlan', 'plan_output', 'publish', 'Exported', 'merge_lora',
+           'export_diffusers', 'lora_state_dicts', 'diffusers_lora_keys', 'kohya_lora_keys', 'extract_lora',
+           'with_lora', 'export_lora', 'unet_to_ldm', 'vae_to_ldm', 'text_to_ldm', 'single_file_state',
            'export_single_file', 'same_weights', 'write_final_pipeline', 'final_lora_layers', 'write_final_lora']
 
 # %% ../nbs/05a_export.ipynb #43ebbee3
 def _one_step_inputs(backbone, prompt: str, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    size = backbone.native_resolution // backbone.vae_scale_factor      # the latent grid (UNet or transformer)
-    latents = torch.randn(1, backbone.unet.config.in_channels, size, size, generator=g)
+    side = backbone.native_resolution
+    latents = torch.randn(1, *backbone.latent_shape(side, side), generator=g)
     return latents, torch.tensor([500]), backbone.tokenize([prompt])
 
 def _predict_one_step(backbone, latents, t, ids) -> torch.Tensor:
@@ -81,7 +84,6 @@ Trained with [dreambooth_nb](https://github.com/dreambooth-nb/dreambooth_nb) —
 
 # %% ../nbs/05a_export.ipynb #06f28f3b
 MARKER = '.dreambooth_nb-export.json'        # in a folder an export wrote into: the files it wrote there
-FINAL_MARKER = '.dreambooth_nb-final.json'   # at a run's root: the files of the final pipeline / LoRA that train() wrote
 FILE_MODE, FOLDER_MODE = 0o644, 0o755        # readable by a web UI that runs as another user
 
 class OutputError(DreamBoothError): "An export would overwrite or delete files that dreambooth_nb did not write (or did, without overwrite)."
@@ -379,14 +381,21 @@ def _approximation(trained, pipe, prompt: str, rank: int, err: float, tol: float
                 f"denoising step differs from the fully fine-tuned model by {diff:.3g} (output scale {scale:.3g}), {verdict}.")
     return row, sentence, diff
 
+def _check_lora_capability(adapter, fmt: str, mode: str):
+    "Refuse a LoRA layout or an SVD extraction the run's model family does not offer (its adapter's capabilities)."
+    if fmt not in adapter.lora_formats:
+        raise ConfigError(f"A {adapter.family} LoRA is written in {' or '.join(adapter.lora_formats)} keys; "
+                          f"--lora_format {fmt} is not available for this family.")
+    if mode == 'full' and not adapter.extracts_lora:
+        raise ConfigError(f"LoRA extraction from a full fine-tune is not available for {adapter.family}: export a LoRA from a "
+                          f"LoRA run, or the full run as --format diffusers.")
+
 def export_lora(run, out, checkpoint: str = 'latest', fmt: str = 'diffusers', rank: int | None = None, dtype: str = 'fp32',
                 overwrite: bool = False) -> Exported:
     "Write a LoRA file (adapters of a LoRA run, or extracted from a full run) that diffusers loads; checked."
     if fmt not in LORA_FORMATS: raise ConfigError(f"Unknown LoRA format {fmt!r}; choose one of {', '.join(LORA_FORMATS)}.")
     folder, cfg, manifest, root, stem = _run_info(run, checkpoint)
-    if manifest['family'] not in ('sd', 'sdxl') and (fmt == 'kohya' or manifest['mode'] == 'full'):
-        raise ConfigError(f"For a {manifest['family']} run only LoRA runs export a LoRA, in diffusers keys (--lora_format diffusers); "
-                          f"kohya keys and SVD extraction cover Stable Diffusion and SDXL.")
+    _check_lora_capability(adapter_for_family(manifest['family']), fmt, manifest['mode'])
     filename, keys = LORA_FORMATS[fmt]
     plan = plan_output(out, filename, stem, root, overwrite)
     trained, _ = load_trained(folder)
@@ -475,12 +484,12 @@ def text_to_ldm(sd: dict) -> dict:
 # %% ../nbs/05a_export.ipynb #71be5655
 def single_file_state(backbone) -> dict:
     "The whole model as one state dict in the original Stable Diffusion layout."
-    return (unet_to_ldm(backbone.unet.state_dict(), backbone.unet.config) | vae_to_ldm(backbone.vae.state_dict(), backbone.vae.config)
+    return (unet_to_ldm(backbone.denoiser.state_dict(), backbone.denoiser.config) | vae_to_ldm(backbone.vae.state_dict(), backbone.vae.config)
             | text_to_ldm(backbone.text_encoder.state_dict()))
 
 def _base_folder(cfg: TrainConfig, scratch: Path) -> Path:
     "A local diffusers folder of the base model (tiny models are written out)."
-    from dreambooth_nb.backbones import resolve_model_path
+    from dreambooth_nb.load import resolve_model_path
     name = cfg.base_config if Path(cfg.pretrained_model_name_or_path).is_file() else cfg.pretrained_model_name_or_path
     if name.startswith('tiny:'): return load_backbone(name).save_pretrained(scratch / 'base')
     return resolve_model_path(name)
@@ -489,7 +498,7 @@ def export_single_file(run, out, checkpoint: str = 'latest', dtype: str = 'fp32'
     "Write model.safetensors in the original SD layout; checked with diffusers' from_single_file(path, config=BASE)."
     from diffusers import StableDiffusionPipeline
     folder, cfg, manifest, root, stem = _run_info(run, checkpoint)
-    if manifest['family'] != 'sd':
+    if not adapter_for_family(manifest['family']).single_file:
         raise ConfigError(f"Single-file export is for Stable Diffusion 1.x/2.x; this run is {manifest['family']}. Use --format diffusers or lora.")
     plan = plan_output(out, 'model.safetensors', stem, root, overwrite)
     trained, _ = load_trained(folder)

@@ -4,7 +4,6 @@
 
 # %% ../nbs/01b_flux2.ipynb #637eb37d
 from __future__ import annotations
-import hashlib, json
 from pathlib import Path
 import torch
 from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
@@ -12,24 +11,19 @@ from diffusers.training_utils import compute_density_for_timestep_sampling
 from fastcore.basics import patch
 from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
 from .config import ConfigError, ModelError
-from .backbones import TINY_WORDS, Backbone, public_config, _add_lora, _quiet_hf, bytes_to_unicode, draw_noise
+from .backbones import (TINY_WORDS, Backbone, public_config, _add_lora, _quiet_hf, bytes_to_unicode, draw_noise,
+                                     loading, register_adapter)
 
 # %% auto #0
-__all__ = ['KLEIN_TEXT_LAYERS', 'KLEIN_MAX_SEQUENCE_LENGTH', 'QWEN_SPECIALS', 'TINY_CHAT_TEMPLATE', 'TINY_KLEIN_TRANSFORMER',
-           'TINY_KLEIN_VAE', 'TINY_KLEIN_TEXT', 'KLEIN_SCHEDULER', 'FlowMatchTrainingSchedule', 'Flux2KleinBackbone',
+__all__ = ['KLEIN_TEXT_LAYERS', 'KLEIN_MAX_SEQUENCE_LENGTH', 'TEXT_ENCODER_FROZEN', 'QWEN_SPECIALS', 'TINY_CHAT_TEMPLATE',
+           'TINY_KLEIN_TRANSFORMER', 'TINY_KLEIN_VAE', 'TINY_KLEIN_TEXT', 'KLEIN_SCHEDULER', 'Flux2KleinBackbone',
            'Flux2KleinSampler', 'tiny_qwen_tokenizer', 'tiny_flux2_klein']
 
 # %% ../nbs/01b_flux2.ipynb #f9e84cba
 KLEIN_TEXT_LAYERS = (9, 18, 27)                 # hidden states stacked into the conditioning (Flux2KleinPipeline's default)
 KLEIN_MAX_SEQUENCE_LENGTH = 512
-
-class FlowMatchTrainingSchedule(FlowMatchEulerDiscreteScheduler):
-    "The training-time flow-matching schedule: σ and timestep tables; no alphas, so Min-SNR weighting is refused clearly."
-    @property
-    def alphas_cumprod(self):
-        raise ConfigError("snr_gamma (Min-SNR loss weighting) needs a DDPM noise schedule with alphas_cumprod, but FLUX.2 klein "
-                          "trains with flow matching. Remove snr_gamma from the config (or pass --snr_gamma None); the timestep "
-                          "distribution (weighting_scheme) plays that role for flow models.")
+TEXT_ENCODER_FROZEN = ("train_text_encoder is not supported for FLUX.2 klein: its Qwen3 text encoder stays frozen (as in diffusers' "
+                       "klein DreamBooth script) and Flux2KleinPipeline loads transformer LoRA only. Set train_text_encoder false.")
 
 # %% ../nbs/01b_flux2.ipynb #d41ca493
 class Flux2KleinBackbone(Backbone):
@@ -41,21 +35,19 @@ class Flux2KleinBackbone(Backbone):
     def __init__(self, transformer, vae, text_encoder, tokenizer, scheduler, is_distilled: bool = False, name: str = 'tiny:flux2-klein'):
         self.transformer, self.vae, self.text_encoder, self.tokenizer = transformer, vae, text_encoder, tokenizer
         self.scheduler, self.is_distilled, self.name = scheduler, is_distilled, name
-        self.noise_scheduler = FlowMatchTrainingSchedule.from_config(scheduler.config)
+        self.noise_scheduler = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config)
         self.vae.requires_grad_(False).eval()
 
     @property
-    def unet(self): return self.transformer            # the trainer's name for the denoiser
-    @property
-    def device(self): return self.transformer.device
-    @property
-    def dtype(self): return self.transformer.dtype
+    def denoiser(self): return self.transformer
     @property
     def vae_scale_factor(self) -> int: return 2 ** (len(self.vae.config.block_out_channels) - 1) * 2   # VAE x 2x2 patches
     @property
-    def size_multiple(self) -> int: return self.vae_scale_factor
-    @property
     def native_resolution(self) -> int: return self.vae.config.sample_size
+    @property
+    def sample_defaults(self) -> dict:
+        steps, guidance = (4, 1.0) if self.is_distilled else (28, 4.0)
+        return dict(num_inference_steps=steps, guidance_scale=guidance, scheduler='euler')
 
     def modules(self) -> dict: return dict(transformer=self.transformer, vae=self.vae, text_encoder=self.text_encoder)
 
@@ -140,21 +132,22 @@ def lora_targets(self: Flux2KleinBackbone) -> list[str]:
 @patch
 def trainable_modules(self: Flux2KleinBackbone, mode='full', train_text_encoder=False, rank=4, lora_alpha=None, targets=None) -> dict:
     "Set requires_grad for `mode` ('full' or 'lora') and return {'transformer': ...}; the Qwen3 text encoder stays frozen."
-    if train_text_encoder:
-        raise ConfigError("train_text_encoder is not supported for FLUX.2 klein: its Qwen3 text encoder stays frozen (as in diffusers' "
-                          "klein DreamBooth script) and Flux2KleinPipeline loads transformer LoRA only. Set train_text_encoder false.")
+    if train_text_encoder: raise ConfigError(TEXT_ENCODER_FROZEN)
     for m in self.modules().values(): m.requires_grad_(False)
     if mode == 'full': self.transformer.requires_grad_(True)
     elif mode == 'lora': _add_lora(self.transformer, rank, lora_alpha, targets or self.lora_targets())
     self.transformer.train()
     return {'transformer': self.transformer}
 
+@patch
+def check_config(self: Flux2KleinBackbone, cfg):
+    "Min-SNR weighting (no alphas_cumprod in flow matching) and text-encoder training are refused before anything trains."
+    Backbone.check_config(self, cfg)
+    if cfg.train_text_encoder: raise ConfigError(TEXT_ENCODER_FROZEN)
+
 # %% ../nbs/01b_flux2.ipynb #828d4491
 class Flux2KleinSampler(Flux2KleinPipeline):
-    "Flux2KleinPipeline plus a `negative_prompt` argument and `unet` as the denoiser's name (what our sampling code passes)."
-    @property
-    def unet(self): return self.transformer
-
+    "Flux2KleinPipeline plus a `negative_prompt` argument (what our sampling code passes)."
     def __call__(self, *args, negative_prompt=None, **kwargs):
         if self.config.is_distilled: kwargs['guidance_scale'] = 1.0
         elif negative_prompt is not None and kwargs.get('guidance_scale', 4.0) > 1:
@@ -181,9 +174,7 @@ def from_pipeline(cls: Flux2KleinBackbone, pipe, name: str = 'pipeline') -> Flux
 @patch(cls_method=True)
 def from_pretrained(cls: Flux2KleinBackbone, path, dtype=torch.float32, device='cpu', name=None) -> Flux2KleinBackbone:
     "Load the components of a local FLUX.2 klein folder (safetensors only)."
-    _quiet_hf()
-    try: pipe = Flux2KleinPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True)
-    except (OSError, ValueError) as e: raise ModelError(f"Could not load the FLUX.2 klein components from {path}: {e}") from None
+    with loading('FLUX.2 klein', path): pipe = Flux2KleinPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True)
     return cls.from_pipeline(pipe, name=name or str(path)).to(device)
 
 @patch
@@ -246,3 +237,5 @@ def tiny_flux2_klein(seed: int = 0, is_distilled: bool = False) -> Flux2KleinBac
         vae.bn.running_var.copy_(torch.rand_like(vae.bn.running_var) + 0.5)
     return Flux2KleinBackbone(transformer, vae, text.eval(), tok, FlowMatchEulerDiscreteScheduler(**KLEIN_SCHEDULER),
                               is_distilled=is_distilled, name='tiny:flux2-klein')
+
+register_adapter(Flux2KleinBackbone, 'Flux2KleinPipeline', tiny={'flux2-klein': tiny_flux2_klein})

@@ -7,10 +7,12 @@ from __future__ import annotations
 import io, json, re, struct, warnings, zlib
 from pathlib import Path
 import torch
-from PIL import Image, PngImagePlugin
+from PIL import Image
 from tqdm.auto import tqdm
-from .backbones import identity_record, model_difference, same_model
-from .config import DataError, atomic_write_bytes, now_utc
+from .load import identity_record, model_difference, same_model
+from .atomic import atomic_write_bytes, now_utc, png_bytes
+from .config import DataError
+from .rundir import read_jsonl
 from .data import UnreadableImage, load_image, open_header, warn_skipped
 
 # %% auto #0
@@ -30,9 +32,7 @@ def is_prior_name(name: str) -> bool: return re.fullmatch(r'class-\d{5,}\.png', 
 
 def write_png(img: Image.Image, path, record: dict):
     "Save `img` as a PNG with `record` in its `dreambooth_nb` text chunk, atomically."
-    info = PngImagePlugin.PngInfo(); info.add_text(PNG_KEY, json.dumps(record))
-    buf = io.BytesIO(); img.save(buf, format='PNG', pnginfo=info)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, png_bytes(img, {PNG_KEY: json.dumps(record)}))
 
 def read_record(path) -> dict | None:
     "The record in a PNG's `dreambooth_nb` chunk, from its header (no pixels decoded); None for other files."
@@ -89,13 +89,9 @@ LEGACY_MANIFEST = 'manifest.jsonl'
 
 def read_legacy_manifest(folder) -> dict[str, dict]:
     "File name -> record from an earlier version's `folder/manifest.jsonl`; a torn last line (a crash mid-append) is ignored."
-    path, records = Path(folder) / LEGACY_MANIFEST, {}
-    if not path.exists(): return records
-    for line in path.read_text().splitlines():
-        try: rec = json.loads(line)
-        except json.JSONDecodeError: continue
-        if isinstance(rec, dict) and 'file' in rec: records[rec['file']] = rec
-    return records
+    path = Path(folder) / LEGACY_MANIFEST
+    if not path.exists(): return {}
+    return {rec['file']: rec for rec in read_jsonl(path) if 'file' in rec}
 
 def bank_files(folder) -> list[Path]:
     "The files of a bank that may be images: not dot-files (temporaries, .DS_Store), not a legacy manifest."
@@ -233,7 +229,7 @@ def plan_batches(todo: list[int], records: dict, batch_size: int) -> list[list[i
 # %% ../nbs/03_priors.ipynb #b51724cf
 def _generate_batch(pipe, indices, prompt, negative_prompt, resolution, steps, guidance, seed):
     gens = [torch.Generator('cpu').manual_seed(seed + i) for i in indices]
-    on_gpu = pipe.unet.device.type == 'cuda'
+    on_gpu = pipe.device.type == 'cuda'
     with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16, enabled=on_gpu):
         return pipe(prompt=[prompt] * len(indices), negative_prompt=[negative_prompt] * len(indices) if negative_prompt else None,
                     height=resolution, width=resolution, num_inference_steps=steps, guidance_scale=guidance,

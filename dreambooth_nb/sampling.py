@@ -8,7 +8,8 @@ import io, warnings
 from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from .config import ConfigError, atomic_write_bytes
+from .atomic import atomic_write_bytes
+from .config import ConfigError
 from .training import Callback
 
 # %% auto #0

@@ -9,8 +9,8 @@ from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionXLPipeline, U
 from fastcore.basics import patch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 from .config import ModelError
-from .backbones import (SD_SCHEDULER, TEXT_LORA_TARGETS, UNET_LORA_TARGETS, SDBackbone, _add_lora, _quiet_hf,
-                                     make_scheduler, tiny_clip_tokenizer)
+from .backbones import (SD_SCHEDULER, TEXT_LORA_TARGETS, TINY_VAE, UNET_LORA_TARGETS, SDBackbone, _add_lora,
+                                     loading, make_scheduler, register_adapter, tiny_clip_tokenizer)
 
 # %% auto #0
 __all__ = ['TINY_SDXL_UNET', 'TINY_SDXL_TEXT', 'SDXLBackbone', 'tiny_sdxl']
@@ -18,7 +18,7 @@ __all__ = ['TINY_SDXL_UNET', 'TINY_SDXL_TEXT', 'SDXLBackbone', 'tiny_sdxl']
 # %% ../nbs/01a_sdxl.ipynb #ea7b42aa
 class SDXLBackbone(SDBackbone):
     "Stable Diffusion XL: two CLIP text encoders, pooled embeddings and size/crop time ids."
-    family = 'sdxl'
+    family, single_file = 'sdxl', False         # LoRA layouts and SVD extraction as for SD; no single-file layout yet
     def __init__(self, unet, vae, text_encoder, text_encoder_2, tokenizer, tokenizer_2, noise_scheduler, name='tiny:sdxl'):
         self.text_encoder_2, self.tokenizer_2 = text_encoder_2, tokenizer_2
         super().__init__(unet, vae, text_encoder, tokenizer, noise_scheduler, name=name)
@@ -40,7 +40,7 @@ def encode_prompt(self: SDXLBackbone, prompts=None, input_ids=None, modules: dic
     modules, hidden = modules or {}, []
     for name, ids in zip(('text_encoder', 'text_encoder_2'), input_ids):
         encoder = modules.get(name, getattr(self, name))
-        out = encoder(ids.to(self.unet.device), output_hidden_states=True)
+        out = encoder(ids.to(self.device), output_hidden_states=True)
         hidden.append(out.hidden_states[-2])
     return {'hidden': torch.cat(hidden, dim=-1), 'pooled': out[0]}
 
@@ -88,9 +88,7 @@ def from_pipeline(cls: SDXLBackbone, pipe, name: str = 'pipeline') -> SDXLBackbo
 @patch(cls_method=True)
 def from_pretrained(cls: SDXLBackbone, path, dtype=torch.float32, device='cpu', name=None) -> SDXLBackbone:
     "Load the components of a local SDXL folder (safetensors only)."
-    _quiet_hf()
-    try: pipe = StableDiffusionXLPipeline.from_pretrained(path, torch_dtype=dtype, use_safetensors=True)
-    except (OSError, ValueError) as e: raise ModelError(f"Could not load the SDXL components from {path}: {e}") from None
+    with loading('SDXL', path): pipe = StableDiffusionXLPipeline.from_pretrained(path, torch_dtype=dtype, use_safetensors=True)
     bb = cls.from_pipeline(pipe, name=name or str(path))
     bb.noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder='scheduler')
     return bb.to(device)
@@ -106,7 +104,6 @@ TINY_SDXL_TEXT = dict(hidden_size=32, intermediate_size=37, num_attention_heads=
 
 def tiny_sdxl(seed: int = 0) -> SDXLBackbone:
     "An SDXL backbone with tiny random weights and in-memory tokenizers (offline, < 1 s)."
-    from dreambooth_nb.backbones import TINY_VAE
     tok, tok2 = tiny_clip_tokenizer(), tiny_clip_tokenizer()
     eos = tok.convert_tokens_to_ids('<|endoftext|>')
     text_cfg = CLIPTextConfig(vocab_size=len(tok), bos_token_id=tok.convert_tokens_to_ids('<|startoftext|>'), eos_token_id=eos,
@@ -115,3 +112,5 @@ def tiny_sdxl(seed: int = 0) -> SDXLBackbone:
     return SDXLBackbone(UNet2DConditionModel(**TINY_SDXL_UNET), AutoencoderKL(**TINY_VAE, scaling_factor=0.13025),
                         CLIPTextModel(text_cfg), CLIPTextModelWithProjection(text_cfg), tok, tok2,
                         DDPMScheduler(**SD_SCHEDULER), name='tiny:sdxl')
+
+register_adapter(SDXLBackbone, 'StableDiffusionXLPipeline', tiny={'sdxl': tiny_sdxl})

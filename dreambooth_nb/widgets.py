@@ -10,14 +10,15 @@ import ipywidgets as W
 import torch
 from PIL import Image
 from .config import CHOICES, CheckpointError, ConfigError, DataError, DreamBoothError, ModelError, TrainConfig, field_docs, validate
-from .backbones import load_backbone, tiny_clip_tokenizer
+from .backbones import tiny_clip_tokenizer
+from .load import load_backbone
 from .data import check_identifier, find_images, load_image, rare_identifiers, sample_subject_dir
 from .priors import generate_priors, read_manifest, scan_bank, show_priors
-from .training import CancelFitException, Callback, plot_loss, read_metrics, smooth
+from .training import CancelFitException, Callback, plot_loss, smooth
 from .checkpoint import checkpoint_problem, latest_checkpoint, list_checkpoints, load_trained
 from .sampling import check_size, generate, image_grid
-from .rundir import RunLock, config_for_run, read_run_config
-from .run import is_run_dir, prepare_run_dir, prior_kwargs, refuse_restart, train
+from .rundir import RunLock, config_for_run, is_run_dir, read_metrics, read_run_config
+from .run import prepare_run_dir, prior_kwargs, refuse_restart, train
 from fastcore.basics import patch
 
 # %% auto #0

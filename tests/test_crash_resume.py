@@ -23,7 +23,7 @@ def _losses(run): return [json.loads(l)['loss'] for l in (Path(run) / 'metrics.j
 
 @pytest.fixture(scope='module')
 def base(tmp_path_factory):
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     return tiny('sd15').save_pretrained(tmp_path_factory.mktemp('base') / 'tiny')
 
 def _kill_when(cmd, predicate, timeout=180):

@@ -56,7 +56,7 @@ def test_samples_and_loss_plot_decode(demo_run):
 
 def test_checkpoint_is_valid_rotated_and_loads_back(demo_run):
     from dreambooth_nb.checkpoint import checkpoint_problem, list_checkpoints, load_trained
-    from dreambooth_nb.backbones import load_backbone
+    from dreambooth_nb.load import load_backbone
     out, _ = demo_run
     ckpts = list_checkpoints(out)
     assert [c.name for c in ckpts] == ['checkpoint-200', 'checkpoint-300']          # checkpoints_total_limit=2

@@ -11,7 +11,7 @@ PROMPT = 'a photo of olis dog'
 def _trained(family: str, mode: str, train_text_encoder: bool):
     "A tiny backbone after 2 real optimizer steps (denoising loss, AdamW) in `mode`."
     import dreambooth_nb.sdxl, dreambooth_nb.flux2                     # register the adapters
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     bb = tiny(family)
     mods = bb.trainable_modules(mode, train_text_encoder, rank=4, lora_alpha=8)
     opt = torch.optim.AdamW([p for m in mods.values() for p in m.parameters() if p.requires_grad], lr=1e-2)
@@ -68,7 +68,7 @@ CASES = [('sd15', True, 'StableDiffusionPipeline', {'unet', 'text_encoder'}),
 @pytest.mark.parametrize('family,text_encoder,pipeline,prefixes', CASES, ids=['sd-te', 'sd', 'sdxl-te', 'klein'])
 def test_lora_file_loads_with_load_lora_weights(tmp_path, family, text_encoder, pipeline, prefixes):
     import diffusers
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     from dreambooth_nb.export import write_final_lora, check_step, step_difference
     trained = _trained(family, 'lora', text_encoder)
     run, before = _run_folder(tmp_path)

@@ -15,7 +15,7 @@ def _args(model, out, steps, *extra):
 
 @pytest.fixture(scope='module')
 def base(tmp_path_factory):
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     return tiny('sd15').save_pretrained(tmp_path_factory.mktemp('base') / 'tiny-sd15')
 
 def test_full_fine_tune_total_limit_and_resume(base, tmp_path):

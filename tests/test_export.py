@@ -33,7 +33,7 @@ def test_diffusers_folder_loads_with_diffusion_pipeline(runs, tmp_path):
 @pytest.mark.parametrize('lora_format,filename', [('diffusers', 'pytorch_lora_weights.safetensors'), ('kohya', 'lora.safetensors')])
 def test_lora_file_loads_with_load_lora_weights(runs, tmp_path, lora_format, filename):
     from dreambooth_nb.checkpoint import load_trained
-    from dreambooth_nb.backbones import load_backbone
+    from dreambooth_nb.load import load_backbone
     res = run_cli('export', '--run', runs / 'lora', '--format', 'lora', '--lora_format', lora_format, '--out', tmp_path / 'l')
     assert res.returncode == 0, res.stderr[-2000:]
     pipe = StableDiffusionPipeline.from_pretrained(runs / 'lora' / 'base-model')

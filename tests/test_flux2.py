@@ -48,7 +48,7 @@ def test_kohya_keys_are_refused_for_klein_with_a_clear_error(klein_run, tmp_path
 
 def test_lora_file_loads_in_the_klein_pipeline(klein_run, tmp_path):
     from dreambooth_nb.export import export_lora
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     out = export_lora(klein_run, tmp_path / 'lora')                             # checks itself against the trained model
     pipe = tiny('flux2-klein').save_pretrained(tmp_path / 'base')
     pipe = Flux2KleinPipeline.from_pretrained(tmp_path / 'base')

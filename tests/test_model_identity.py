@@ -4,9 +4,9 @@ import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
-from dreambooth_nb.backbones import load_backbone, tiny
+from dreambooth_nb.load import load_backbone, tiny
 
-HASH = "import sys; from dreambooth_nb.backbones import load_backbone; print(load_backbone(sys.argv[1]).identity)"
+HASH = "import sys; from dreambooth_nb.load import load_backbone; print(load_backbone(sys.argv[1]).identity)"
 
 def _identity_in_new_process(folder, seed: int) -> str:
     env = {**os.environ, 'PYTHONHASHSEED': str(seed)}

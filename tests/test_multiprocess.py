@@ -31,7 +31,7 @@ def _weights_hash(state: dict) -> str:
 
 @pytest.fixture(scope='module')
 def base_model(tmp_path_factory):
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     return tiny('sd15').save_pretrained(tmp_path_factory.mktemp('base') / 'tiny')
 
 def _run(cmd, timeout=600):

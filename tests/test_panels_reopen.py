@@ -18,7 +18,7 @@ REOPEN = textwrap.dedent('''
 ''')
 
 def test_reopen_in_a_fresh_process_resume_and_sample(tmp_path):
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     from dreambooth_nb.config import TrainConfig
     from dreambooth_nb.data import sample_subject_dir
     from dreambooth_nb.run import train

@@ -28,7 +28,7 @@ def _mtimes(bank): return {p.name: p.stat().st_mtime_ns for p in Path(bank).iter
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     root = tmp_path_factory.mktemp('models')
     return tiny('sd15').save_pretrained(root / 'a'), tiny('sd15', seed=1).save_pretrained(root / 'b')
 

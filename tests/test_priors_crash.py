@@ -30,7 +30,7 @@ def _kill_when(cmd, predicate, timeout=120):
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     return tiny('sd15').save_pretrained(tmp_path_factory.mktemp('m') / 'tiny')
 
 def test_sigkill_then_rerun_gives_exactly_n_identical_images(tmp_path, model):

@@ -8,7 +8,7 @@ from tests.conftest import run_cli
 
 def _old_style_model(folder: Path) -> Path:
     "The tiny SD model saved with a unet config missing keys newer diffusers added (like the real SD 1.5 folder)."
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     tiny('sd15').save_pretrained(folder)
     cfg_path = folder / 'unet' / 'config.json'
     cfg = json.loads(cfg_path.read_text())

@@ -31,7 +31,7 @@ def test_lora_prior_preservation_and_bit_identical_resume(sdxl_run, tmp_path):
 
 def test_lora_files_load_in_the_sdxl_pipeline(sdxl_run, tmp_path):
     from dreambooth_nb.export import export_lora
-    from dreambooth_nb.backbones import tiny
+    from dreambooth_nb.load import tiny
     for fmt, name in (('diffusers', 'pytorch_lora_weights.safetensors'), ('kohya', 'lora.safetensors')):
         out = export_lora(sdxl_run, tmp_path / fmt, fmt=fmt)                       # checks itself against the trained model
         pipe = tiny('sdxl').pipeline()

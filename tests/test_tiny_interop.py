@@ -6,7 +6,7 @@ from tests.conftest import run_cli
 
 @pytest.mark.parametrize('family,prediction', [('sd15', 'epsilon'), ('sd21', 'v_prediction')])
 def test_tiny_folder_loads_in_diffusers_and_matches(tmp_path, family, prediction):
-    from dreambooth_nb.backbones import load_backbone
+    from dreambooth_nb.load import load_backbone
     res = run_cli('tiny', '--family', family, '--out', tmp_path / 'm')
     assert res.returncode == 0, res.stderr
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / 'm')
