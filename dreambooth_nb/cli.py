@@ -9,16 +9,15 @@ from dataclasses import fields
 from pathlib import Path
 from .config import (DreamBoothError, ConfigError, TrainConfig, PRESETS, LORA_FIELDS, MAX_RESOLUTION, MAX_RANK,
                                   closest_field, coerce_dict, coerce_field, field_docs, field_type, inferred_names, read_yaml,
-                                  settings_from_yaml)
+                                  settings_from_yaml, MAX_SEEDS, parse_seeds)
 from .rundir import RunLock, read_run_config, run_settings
 
 # %% auto #0
-__all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'COMPAT_FLAGS', 'LORA_COMPAT_FLAGS', 'MAX_SEEDS', 'MAX_SEED_VALUE', 'PRIOR_FIELDS',
-           'PRIOR_FLAG_NAMES', 'TRAIN_EPILOG', 'ERRNO_MEANING', 'OOM_ADVICE', 'COMMANDS', 'add_config_flags',
-           'add_compat_flags', 'pop_compat_notices', 'parse_seeds', 'add_sample_parser', 'build_parser', 'parse',
-           'given_settings', 'config_from_args', 'check_inputs_given', 'validation_steps_for_epochs',
-           'apply_validation_epochs', 'cmd_demo', 'cmd_tiny', 'train_config', 'cmd_train', 'cmd_priors', 'writable_dir',
-           'cmd_sample', 'cmd_export', 'describe_os_error', 'main']
+__all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'COMPAT_FLAGS', 'LORA_COMPAT_FLAGS', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'TRAIN_EPILOG',
+           'ERRNO_MEANING', 'OOM_ADVICE', 'COMMANDS', 'add_config_flags', 'add_compat_flags', 'pop_compat_notices',
+           'add_sample_parser', 'build_parser', 'parse', 'given_settings', 'config_from_args', 'check_inputs_given',
+           'validation_steps_for_epochs', 'apply_validation_epochs', 'cmd_demo', 'cmd_tiny', 'train_config',
+           'cmd_train', 'cmd_priors', 'writable_dir', 'cmd_sample', 'cmd_export', 'describe_os_error', 'main']
 
 # %% ../nbs/09_cli.ipynb #59b6f341
 def _ranged(kind, flag: str, lo=None, hi=None, why: str = ''):
@@ -138,38 +137,21 @@ def pop_compat_notices(args) -> list[str]:
         if hasattr(args, name): delattr(args, name); notes.append(f"--{name}: {note}")
     return notes
 
-# %% ../nbs/09_cli.ipynb #18b0fa31
-MAX_SEEDS, MAX_SEED_VALUE = 10_000, 2**32 - 1
-
-def _seed_span(part: str, text: str) -> tuple[int, int]:
-    a, sep, b = part.strip().partition('-')
-    try: lo = int(a); hi = int(b) if sep else lo
-    except ValueError: raise ConfigError(f"--seeds {text!r} is not a list of whole numbers like 0,1,2 or 0-3.") from None
-    if hi < lo: raise ConfigError(f"--seeds range {part.strip()!r} is empty: write the smaller seed first ({hi}-{lo}).")
-    if hi > MAX_SEED_VALUE: raise ConfigError(f"--seeds {text!r}: seeds are 32-bit, at most {MAX_SEED_VALUE}.")
-    return lo, hi
-
-def parse_seeds(text: str) -> list[int]:
-    "'0,1,2' or '0-3' (inclusive) -> a list of seeds; the count is checked before a range is expanded."
-    spans = [_seed_span(part, text) for part in text.split(',')]
-    count = sum(hi - lo + 1 for lo, hi in spans)
-    if count > MAX_SEEDS:
-        raise ConfigError(f"--seeds {text!r} asks for {count} images per prompt; at most {MAX_SEEDS} (e.g. --seeds 0-99).")
-    return [s for lo, hi in spans for s in range(lo, hi + 1)]
-
 # %% ../nbs/09_cli.ipynb #0471ed61
 def add_sample_parser(sub):
     s = sub.add_parser('sample', allow_abbrev=False, help='Generate images from a trained run (PNGs and a grid).')
     s.add_argument('--run', required=True, help='Run folder (or a checkpoint folder)')
     s.add_argument('--checkpoint', default='latest', help="latest, step-N or a checkpoint path")
-    s.add_argument('--prompt', action='append', help='Prompt template (repeatable); default: the run\'s instance and class prompts')
+    s.add_argument('--prompt', action='append', help='Prompt template (repeatable); default: the run\'s validation (or instance) and class prompts')
     s.add_argument('--eval', action='store_true', help="The DreamBooth paper's 25 evaluation prompts for the run's class")
     s.add_argument('--negative_prompt', default=None)
     s.add_argument('--seeds', default='0,1,2', help=f'0,1,2 or 0-3 (at most {MAX_SEEDS} seeds)')
-    s.add_argument('--num_inference_steps', type=_ranged(int, '--num_inference_steps', 1, 1000), default=25, help='Denoising steps (1-1000)')
-    s.add_argument('--guidance_scale', type=_ranged(float, '--guidance_scale', 0, 100), default=7.5, help='Classifier-free guidance (0-100; 1 = off)')
+    s.add_argument('--num_inference_steps', type=_ranged(int, '--num_inference_steps', 1, 1000), default=None,
+                   help="Denoising steps (1-1000; default: the run's sample-grid setting, else the model family's, else 25)")
+    s.add_argument('--guidance_scale', type=_ranged(float, '--guidance_scale', 0, 100), default=None,
+                   help="Classifier-free guidance (0-100; 1 = off; default: the run's, else the model family's, else 7.5)")
     s.add_argument('--scheduler', default='dpm++', help='dpm++, ddim, euler_a or unipc')
-    size = dict(default=None, help=f'Image size in pixels (64-{MAX_RESOLUTION}, a multiple of 8; default: the model\'s native size)')
+    size = dict(default=None, help=f'Image size in pixels (64-{MAX_RESOLUTION}, a multiple of 8; default: the run\'s training resolution)')
     s.add_argument('--width', type=_ranged(int, '--width', 64, MAX_RESOLUTION), **size)
     s.add_argument('--height', type=_ranged(int, '--height', 64, MAX_RESOLUTION), **size)
     s.add_argument('--lora_scale', type=_ranged(float, '--lora_scale'), default=None, help='LoRA strength (LoRA runs only): 0 = base, 1 = trained')
@@ -417,29 +399,16 @@ def writable_dir(path) -> Path:
     return path
 
 def cmd_sample(args) -> int:
-    import torch
-    from dreambooth_nb.load import load_base
-    from dreambooth_nb.checkpoint import checkpoint_dir, load_trained, run_root
-    from dreambooth_nb.sampling import compare_grid, eval_prompts, generate, image_grid, save_png, set_lora_scale
-    folder, seeds = checkpoint_dir(args.run, args.checkpoint), parse_seeds(args.seeds)
-    cfg, device = read_run_config(run_root(folder), folder / 'config.yaml'), 'cuda' if torch.cuda.is_available() else 'cpu'
-    templates = args.prompt or (eval_prompts(cfg.class_name) if args.eval else [cfg.instance_prompt] + ([cfg.class_prompt] if cfg.class_prompt else []))
-    prompts = [cfg.fill(t) for t in templates]
+    "The run's checkpoint through `sample_run` (what the Sample panel uses too): PNGs, grid.png, compare.png."
+    from dreambooth_nb.sampling import sample_run
+    seeds = parse_seeds(args.seeds)
     out = writable_dir(args.out if args.out else Path(args.run) / 'samples' / 'cli')    # before minutes of sampling
-    backbone, manifest = load_trained(folder, device=device)
-    if args.lora_scale is not None:
-        if manifest['mode'] != 'lora': raise ConfigError(f"--lora_scale needs a LoRA run; {folder} was trained in {manifest['mode']} mode.")
-        set_lora_scale(backbone, args.lora_scale)
-    kw = dict(num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, width=args.width,
-              height=args.height, negative_prompt=args.negative_prompt, scheduler=args.scheduler, ref_images=args.ref)
-    images = generate(backbone, prompts, seeds, **kw)
-    for k, img in enumerate(images): save_png(img, out / f'{k // len(seeds):02d}-seed{seeds[k % len(seeds)]}.png')
-    save_png(image_grid(images, len(prompts), len(seeds), prompts, [f'seed {s}' for s in seeds]), out / 'grid.png')
-    if args.compare:
-        base = load_base(cfg, device=device)
-        save_png(compare_grid(base, backbone, prompts, seeds, **kw), out / 'compare.png')
-    print(f"{len(images)} images from {folder.name} ({manifest['mode']}) in {out}: one PNG per prompt and seed, grid.png"
-          + (", compare.png (base vs fine-tuned)" if args.compare else '') + '.')
+    s = sample_run(args.run, args.prompt, seeds, args.checkpoint, out, eval=args.eval, lora_scale=args.lora_scale, compare=args.compare,
+                   num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, width=args.width, height=args.height,
+                   negative_prompt=args.negative_prompt, scheduler=args.scheduler, ref_images=args.ref)
+    print(f"{len(s.images)} images from {s.checkpoint.name} ({s.mode}) in {out}: one PNG per prompt and seed, grid.png"
+          + (", compare.png (base vs fine-tuned)" if args.compare else '')
+          + f"; {s.settings['width']}x{s.settings['height']}, {s.settings['num_inference_steps']} steps, guidance {s.settings['guidance_scale']}.")
     return 0
 
 # %% ../nbs/09_cli.ipynb #6d1ed2ee

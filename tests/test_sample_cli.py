@@ -28,14 +28,23 @@ def test_lora_scale_zero_is_the_base_model(lora_run, tmp_path):
     res = run_cli('sample', '--run', lora_run, *SAMPLE, '--lora_scale', '0', '--compare', '--out', tmp_path / 'c')
     assert res.returncode == 0, res.stderr[-2000:]
     grid = np.asarray(Image.open(tmp_path / 'c' / 'compare.png'))
-    row = 64 + 14                                                         # image + label strip
-    base, tuned = grid[14 + 14:14 + row], grid[14 + row + 14:14 + 2 * row]
+    rows = 4                                                              # instance and class prompt, base then fine-tuned
+    row = (grid.shape[0] - 14) // rows                                    # image + label strip (labels wrap, so it is measured)
+    assert row > 64 and (grid.shape[0] - 14) % rows == 0
+    base, tuned = grid[14 + row - 64:14 + row], grid[14 + 2 * row - 64:14 + 2 * row]
     assert np.array_equal(base, tuned)
 
 def test_default_prompts_and_eval_prompts(lora_run, tmp_path):
     res = run_cli('sample', '--run', lora_run, '--seeds', '0', '--num_inference_steps', '1', '--out', tmp_path / 'd')
     assert res.returncode == 0, res.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / 'd').iterdir()) == ['00-seed0.png', '01-seed0.png', 'grid.png']   # instance + class prompt
+
+def test_defaults_come_from_the_run(lora_run, tmp_path):
+    "No size or steps given: the run's training resolution (64 px) and its sample-grid steps, said in the summary line."
+    res = run_cli('sample', '--run', lora_run, '--seeds', '0', '--out', tmp_path / 'f')
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert Image.open(tmp_path / 'f' / '00-seed0.png').size == (64, 64)
+    assert '64x64, 2 steps, guidance 3.0' in res.stdout, res.stdout
 
 @pytest.mark.parametrize('args,needle', [(['--width', '500'], 'multiple of 8'), (['--seeds', 'x'], 'whole numbers'),
                                          (['--checkpoint', 'checkpoint-999'], 'does not exist')])
