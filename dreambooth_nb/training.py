@@ -24,8 +24,8 @@ __all__ = ['HALF', 'TRACKER_PACKAGES', 'FP16_OVERFLOW_TRIES', 'CancelStepExcepti
            'run_callbacks', 'with_events', 'encode_all', 'LatentCache', 'snr_weights', 'dreambooth_loss',
            'make_optimizer', 'make_lr_scheduler', 'make_accelerator', 'lora_targets', 'cast_frozen_weights',
            'allow_new_precision', 'check_tracker_installed', 'tracker_config', 'TrainerBase', 'TrainerSetup',
-           'TrainerBatches', 'TrainingDiverged', 'Trainer', 'MetricsCallback', 'ProgressCallback', 'smooth',
-           'plot_loss']
+           'TrainerBatches', 'TrainingDiverged', 'TrainerStep', 'Trainer', 'MetricsCallback', 'ProgressCallback',
+           'smooth', 'plot_loss']
 
 # %% ../nbs/04_training.ipynb #9973de15
 class CancelStepException(Exception): "Raise in a callback to skip the rest of this step."
@@ -273,8 +273,8 @@ FP16_OVERFLOW_TRIES = 20   # the scaler halves its scale (from 2**16) at each ov
 def _finite(x) -> bool: return x is None or bool(torch.isfinite(torch.as_tensor(x).detach().float()).all())
 
 # %% ../nbs/04_training.ipynb #b9298c04
-class Trainer(TrainerBatches):
-    "DreamBooth on a Backbone: instance (+ class) batches, full or LoRA, callbacks for everything else."
+class TrainerStep(TrainerBatches):
+    "Part of `Trainer`: one optimizer update, guarded against divergence."
     def check_finite(self):
         "Raise `TrainingDiverged` when the loss or gradient norm is not finite (fp16's scaler gets a few tries first)."
         ok = _finite(self.loss) and _finite(getattr(self, 'grad_norm', None))
@@ -303,6 +303,9 @@ class Trainer(TrainerBatches):
         self.step += 1
         self.step_seconds = time.perf_counter() - t0
 
+# %% ../nbs/04_training.ipynb #efb40101
+class Trainer(TrainerStep):
+    "DreamBooth on a Backbone: instance (+ class) batches, full or LoRA, callbacks for everything else."
     @with_events('fit', CancelFitException)
     def fit_loop(self):
         while self.step < self.max_steps: self.one_step()
