@@ -4,7 +4,8 @@
 
 # %% ../nbs/01_backbones.ipynb #9fd769fa
 from __future__ import annotations
-import abc, hashlib, inspect, json
+import hashlib, inspect, json
+from abc import abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
 import torch
@@ -18,12 +19,13 @@ from fastcore.basics import patch
 from .config import ConfigError, ModelError
 
 # %% auto #0
-__all__ = ['ADAPTERS', 'TINY_BUILDERS', 'TINY_WORDS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER', 'TINY_FAMILIES',
-           'SMALL_UNET', 'SMALL_VAE', 'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS', 'TEXT_LORA_TARGETS',
-           'SCHEDULERS', 'IDENTITY_SKIP', 'WINDOWS', 'WINDOW_BYTES', 'Backbone', 'loading', 'missing_members',
-           'register_adapter', 'adapter_for_family', 'batch_map', 'batch_expand', 'batch_cat', 'bytes_to_unicode',
-           'tiny_clip_tokenizer', 'SDBackbone', 'draw_noise', 'make_scheduler', 'public_config', 'file_fingerprint',
-           'tensor_fingerprint', 'component_weight_files', 'architecture_hash', 'weights_fingerprint', 'tiny_sd']
+__all__ = ['PROTOCOL', 'ADAPTERS', 'TINY_BUILDERS', 'TINY_WORDS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER',
+           'TINY_FAMILIES', 'SMALL_UNET', 'SMALL_VAE', 'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS',
+           'TEXT_LORA_TARGETS', 'SCHEDULERS', 'IDENTITY_SKIP', 'WINDOWS', 'WINDOW_BYTES', 'ModelParts',
+           'BackboneProtocol', 'snr_refusal', 'loading', 'Backbone', 'missing_members', 'register_adapter',
+           'adapter_for_family', 'batch_map', 'batch_expand', 'batch_cat', 'bytes_to_unicode', 'tiny_clip_tokenizer',
+           'SDBackbone', 'tiny_sd', 'draw_noise', 'make_scheduler', 'public_config', 'file_fingerprint',
+           'tensor_fingerprint', 'component_weight_files', 'architecture_hash', 'weights_fingerprint']
 
 # %% ../nbs/01_backbones.ipynb #27b6f17f
 def _quiet_hf():
@@ -32,88 +34,59 @@ def _quiet_hf():
     diffusers_logging.disable_progress_bar(); transformers_logging.disable_progress_bar()
 
 # %% ../nbs/01_backbones.ipynb #3eb52c46
-class Backbone(abc.ABC):
-    "What the rest of the package uses of a model family (the table above); adapters implement the abstract members."
-    family: str = ''
-    lora_formats: tuple = ('diffusers',)              # LoRA key layouts `export_lora` can write for this family
-    extracts_lora = single_file = False               # SVD LoRA extraction from a full run; original single-file layout
-    max_references = recommended_references = 0       # reference images the pipeline can condition on
-    sample_defaults = dict(num_inference_steps=25, guidance_scale=7.5, scheduler='dpm++')
-
+class ModelParts:
+    "What a family's model is made of and how it is saved and loaded (abstract members every adapter writes)."
     @property
-    @abc.abstractmethod
+    @abstractmethod
     def denoiser(self) -> torch.nn.Module: "The network trained to denoise: a UNet or a transformer."
-    @abc.abstractmethod
+    @abstractmethod
     def modules(self) -> dict: "Component name -> module, with diffusers' component names."
     @property
-    @abc.abstractmethod
+    @abstractmethod
     def vae_scale_factor(self) -> int: "Pixels per latent cell along each side."
     @property
-    @abc.abstractmethod
+    @abstractmethod
     def native_resolution(self) -> int: "The resolution the model was trained at."
-    @abc.abstractmethod
-    def tokenize(self, prompts): "Token ids for `prompts` (a tensor, tuple or dict of tensors)."
-    @abc.abstractmethod
-    def encode_prompt(self, prompts=None, input_ids=None, modules=None): "Prompts or token ids -> conditioning."
-    @abc.abstractmethod
-    def encode_images(self, pixels): "Pixels in [-1, 1] -> scaled latents."
-    @abc.abstractmethod
-    def noise_and_target(self, latents, generator=None, offset_noise=0.0): "(noisy latents, timesteps, target)."
-    @abc.abstractmethod
-    def predict(self, noisy, timesteps, cond, modules=None): "The denoiser's output for `noisy` under `cond`."
-    @abc.abstractmethod
-    def trainable_modules(self, mode='full', train_text_encoder=False, rank=4, lora_alpha=None, targets=None) -> dict: ...
-    @abc.abstractmethod
+    @abstractmethod
+    def identity_extras(self) -> dict: "What besides the modules defines the model (tokenizer size, schedule…)."
+    @abstractmethod
     def pipeline(self, scheduler=None): "A diffusers pipeline over these modules (no copies)."
     @classmethod
-    @abc.abstractmethod
+    @abstractmethod
     def from_pipeline(cls, pipe, name='pipeline'): "A backbone over a loaded pipeline's components."
     @classmethod
-    @abc.abstractmethod
+    @abstractmethod
     def from_pretrained(cls, path, dtype=torch.float32, device='cpu', name=None): "Load a local diffusers folder."
-    @abc.abstractmethod
+    @abstractmethod
     def save_pretrained(self, path) -> Path: "Write a diffusers folder the family's pipeline loads."
-    @abc.abstractmethod
-    def identity_extras(self) -> dict: "What besides the modules defines the model (tokenizer size, schedule…)."
 
-# %% ../nbs/01_backbones.ipynb #040416c8
-@patch(as_prop=True)
-def device(self: Backbone): return self.denoiser.device
-@patch(as_prop=True)
-def dtype(self: Backbone): return self.denoiser.dtype
-@patch(as_prop=True)
-def size_multiple(self: Backbone) -> int: return self.vae_scale_factor
+# %% ../nbs/01_backbones.ipynb #6f23f543
+class BackboneProtocol(ModelParts):
+    "What training does with a family's model (abstract members every adapter writes)."
+    @abstractmethod
+    def tokenize(self, prompts): "Token ids for `prompts` (a tensor, tuple or dict of tensors)."
+    @abstractmethod
+    def encode_prompt(self, prompts=None, input_ids=None, modules=None): "Prompts or token ids -> conditioning."
+    @abstractmethod
+    def encode_images(self, pixels): "Pixels in [-1, 1] -> scaled latents."
+    @abstractmethod
+    def noise_and_target(self, latents, generator=None, offset_noise=0.0): "(noisy latents, timesteps, target)."
+    @abstractmethod
+    def predict(self, noisy, timesteps, cond, modules=None): "The denoiser's output for `noisy` under `cond`."
+    @abstractmethod
+    def trainable_modules(self, mode='full', train_text_encoder=False, rank=4, lora_alpha=None, targets=None) -> dict:
+        "Set requires_grad for `mode` ('full' or 'lora'), add LoRA layers; the modules whose weights change."
 
-@patch
-def latent_shape(self: Backbone, height: int, width: int) -> tuple[int, int, int]:
-    "(channels, h, w) of the latents the denoiser takes for a `height` x `width` image."
-    f = self.vae_scale_factor
-    return (self.denoiser.config.in_channels, height // f, width // f)
-
-@patch
-def to(self: Backbone, device=None, dtype=None):
-    "Move every module (in place); returns self."
-    kw = {k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None}
-    for m in self.modules().values(): m.to(**kw)
-    return self
+PROTOCOL = sorted(n for n in dir(BackboneProtocol) if getattr(getattr(BackboneProtocol, n), '__isabstractmethod__', False))
 
 # %% ../nbs/01_backbones.ipynb #4b99b73a
 def _text_encoders(backbone, train_text_encoder: bool) -> list:
     "The text encoder modules that train (every component named `text_encoder*`), or none."
     return [m for n, m in backbone.modules().items() if n.startswith('text_encoder')] if train_text_encoder else []
 
-@patch
-def enable_gradient_checkpointing(self: Backbone, train_text_encoder: bool = False):
-    "Recompute activations in the backward pass: the denoiser's, and every text encoder's that trains."
-    self.denoiser.enable_gradient_checkpointing()
-    for encoder in _text_encoders(self, train_text_encoder): encoder.gradient_checkpointing_enable()
-
-@patch
-def check_config(self: Backbone, cfg):
-    "Refuse settings this family cannot train with (a `ConfigError` that says what to change); None when fine."
-    if cfg.snr_gamma is not None and not hasattr(self.noise_scheduler, 'alphas_cumprod'):
-        raise ConfigError(f"snr_gamma (Min-SNR loss weighting) needs a DDPM noise schedule with alphas_cumprod; {self.family} "
-                          f"trains with {self.prediction_type}. Remove snr_gamma from the config (or pass --snr_gamma None).")
+def snr_refusal(backbone) -> str:
+    return (f"snr_gamma (Min-SNR loss weighting) needs a DDPM noise schedule with alphas_cumprod; {backbone.family} trains with "
+            f"{backbone.prediction_type}. Remove snr_gamma from the config (or pass --snr_gamma None).")
 
 @contextmanager
 def loading(what: str, path):
@@ -123,19 +96,54 @@ def loading(what: str, path):
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"Could not load the {what} components from {path}: {e}") from None
 
+# %% ../nbs/01_backbones.ipynb #040416c8
+class Backbone(BackboneProtocol):
+    "What the rest of the package uses of a model family: the protocol, and defaults most families share."
+    family: str = ''
+    lora_formats: tuple = ('diffusers',)              # LoRA key layouts `export_lora` can write for this family
+    extracts_lora = single_file = False               # SVD LoRA extraction from a full run; original single-file layout
+    max_references = recommended_references = 0       # reference images the pipeline can condition on
+    sample_defaults = dict(num_inference_steps=25, guidance_scale=7.5, scheduler='dpm++')
+    device = property(lambda self: self.denoiser.device)
+    dtype = property(lambda self: self.denoiser.dtype)
+    size_multiple = property(lambda self: self.vae_scale_factor)
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        "(channels, h, w) of the latents the denoiser takes for a `height` x `width` image."
+        return (self.denoiser.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+
+    def to(self, device=None, dtype=None):
+        "Move every module (in place); returns self."
+        for m in self.modules().values(): m.to(**{k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None})
+        return self
+
+    def enable_gradient_checkpointing(self, train_text_encoder: bool = False):
+        "Recompute activations in the backward pass: the denoiser's, and every text encoder's that trains."
+        self.denoiser.enable_gradient_checkpointing()
+        for encoder in _text_encoders(self, train_text_encoder): encoder.gradient_checkpointing_enable()
+
+    def check_config(self, cfg):
+        "Refuse settings this family cannot train with (a `ConfigError` that says what to change); None when fine."
+        if cfg.snr_gamma is not None and not hasattr(self.noise_scheduler, 'alphas_cumprod'): raise ConfigError(snr_refusal(self))
+
+    @property
+    def identity(self) -> dict:
+        "This model's identity (`architecture` and `weights` hashes, below), computed once: at load, before training changes weights."
+        if getattr(self, '_identity', None) is None: self._identity = dict(architecture=architecture_hash(self), weights=weights_fingerprint(self))
+        return self._identity
+
 # %% ../nbs/01_backbones.ipynb #ccb95e25
 ADAPTERS: dict[str, type] = {}          # diffusers pipeline class name (model_index.json's _class_name) -> adapter class
 TINY_BUILDERS: dict = {}                # tiny model name -> builder(seed) -> Backbone
 
 def missing_members(adapter: type) -> list[str]:
-    "The abstract members of `Backbone` that `adapter` (with the methods patched onto it since) still lacks."
-    return sorted(n for n in Backbone.__abstractmethods__ if getattr(getattr(adapter, n, None), '__isabstractmethod__', False))
+    "The protocol members `adapter` still lacks (methods added with @patch after its class body count)."
+    return [n for n in PROTOCOL if getattr(getattr(adapter, n, None), '__isabstractmethod__', False)]
 
 def register_adapter(adapter: type, pipeline: str, tiny: dict | None = None) -> type:
     "Make `adapter` the loader for `pipeline` folders and offer its `tiny` builders; returns the adapter."
     missing = missing_members(adapter)
     if missing: raise TypeError(f"{adapter.__name__} does not implement {', '.join(missing)} of the Backbone protocol.")
-    adapter.__abstractmethods__ = frozenset()           # its methods were added with @patch after the class body
     ADAPTERS[pipeline] = adapter
     TINY_BUILDERS.update(tiny or {})
     return adapter
@@ -234,6 +242,19 @@ class SDBackbone(Backbone):
     def prediction_type(self) -> str: return self.noise_scheduler.config.prediction_type
 
     def modules(self) -> dict: return dict(unet=self.unet, vae=self.vae, text_encoder=self.text_encoder)
+
+# %% ../nbs/01_backbones.ipynb #6fddbc45
+def tiny_sd(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
+    "An SD 1.x (`sd15`) or 2.x (`sd21`, v-prediction) backbone with random weights and an in-memory tokenizer (offline)."
+    unet_cfg, vae_cfg, text = TINY_SIZES[size]
+    tokenizer = tiny_clip_tokenizer()
+    eos = tokenizer.convert_tokens_to_ids('<|endoftext|>')
+    text_cfg = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.convert_tokens_to_ids('<|startoftext|>'),
+                              eos_token_id=eos, pad_token_id=eos, **text)
+    torch.manual_seed(seed)
+    name = f'tiny:{family}' + ('' if size == 'tiny' else f'-{size}')
+    return SDBackbone(UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg), CLIPTextModel(text_cfg), tokenizer,
+                      DDPMScheduler(**SD_SCHEDULER, prediction_type=TINY_FAMILIES[family]), name=name)
 
 # %% ../nbs/01_backbones.ipynb #309dfaf0
 @patch
@@ -419,31 +440,12 @@ def weights_fingerprint(backbone) -> str:
     if files: return _sha16({rel: file_fingerprint(p) for rel, p in files.items()})
     return _sha16({name: tensor_fingerprint(m) for name, m in backbone.modules().items()})
 
-@patch(as_prop=True)
-def identity(self: Backbone) -> dict:
-    "This model's identity: `architecture` and `weights` hashes, computed once (at load, before training changes weights)."
-    if getattr(self, '_identity', None) is None:
-        self._identity = dict(architecture=architecture_hash(self), weights=weights_fingerprint(self))
-    return self._identity
-
 @patch
 def identity_extras(self: SDBackbone) -> dict:
     "What besides the modules defines an SD model: the tokenizer's size and the training noise schedule."
     return dict(vocab=len(self.tokenizer), scheduler=public_config(self.noise_scheduler))
 
-# %% ../nbs/01_backbones.ipynb #6fddbc45
-def tiny_sd(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbone:
-    "An SD 1.x (`sd15`) or 2.x (`sd21`, v-prediction) backbone with random weights and an in-memory tokenizer (offline)."
-    unet_cfg, vae_cfg, text = TINY_SIZES[size]
-    tokenizer = tiny_clip_tokenizer()
-    eos = tokenizer.convert_tokens_to_ids('<|endoftext|>')
-    text_cfg = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.convert_tokens_to_ids('<|startoftext|>'),
-                              eos_token_id=eos, pad_token_id=eos, **text)
-    torch.manual_seed(seed)
-    name = f'tiny:{family}' + ('' if size == 'tiny' else f'-{size}')
-    return SDBackbone(UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg), CLIPTextModel(text_cfg), tokenizer,
-                      DDPMScheduler(**SD_SCHEDULER, prediction_type=TINY_FAMILIES[family]), name=name)
-
+# %% ../nbs/01_backbones.ipynb #2ee7b604
 register_adapter(SDBackbone, 'StableDiffusionPipeline',
                  tiny={f'{f}{s}': (lambda seed=0, f=f, size=size: tiny_sd(f, seed, size))
                        for f in TINY_FAMILIES for s, size in (('', 'tiny'), ('-small', 'small'))})
