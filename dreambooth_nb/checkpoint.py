@@ -8,12 +8,12 @@ import hashlib, json, os, re, shutil, signal, tempfile, threading, time, warning
 from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
-from .atomic import atomic_write_text, now_utc
+from .atomic import now_utc
 from .config import CheckpointError, TrainConfig
 from .training import Callback, CancelFitException, TrainingDiverged, lora_targets
 from .load import identity_record, model_difference, same_model
 from .rundir import (CHECKPOINT_PREFIX, CONFIG_FILE, LEGACY_CHECKPOINTS_DIR, MANIFEST_FILE, checkpoint_name,
-                                  read_run_config, run_id)
+                                  read_checkpoint_manifest, read_run_config, run_id, write_checkpoint_manifest)
 
 # %% auto #0
 __all__ = ['trained_weights', 'rng_state', 'set_rng_state', 'training_state', 'sha256_file', 'check_finite_weights',
@@ -99,7 +99,7 @@ def save_checkpoint(trainer, run_dir) -> Path:
         for stale in final.parent.glob(f'.tmp-{CHECKPOINT_PREFIX}*'): shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-{final.name}-', dir=final.parent))
         files = _write_checkpoint_files(trainer, tmp)
-        atomic_write_text(tmp / MANIFEST_FILE, json.dumps(_manifest(trainer, files), indent=1))
+        write_checkpoint_manifest(tmp, _manifest(trainer, files))
         if final.exists(): shutil.rmtree(final)
         os.replace(tmp, final)
     trainer.accelerator.wait_for_everyone()
@@ -109,7 +109,7 @@ def save_checkpoint(trainer, run_dir) -> Path:
 def checkpoint_problem(folder) -> str | None:
     "Why `folder` is not a valid checkpoint, or None when it is."
     folder = Path(folder)
-    try: manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    try: manifest = read_checkpoint_manifest(folder)
     except FileNotFoundError: return 'no manifest.json'
     except (json.JSONDecodeError, OSError) as e: return f'unreadable manifest.json ({e})'
     for name, digest in manifest.get('files', {}).items():
@@ -159,7 +159,7 @@ def check_base_model(manifest: dict, backbone, folder) -> dict:
         warnings.warn(f"Checkpoint {folder.name} was written by an earlier dreambooth_nb that could not identify its base model "
                       f"reliably; using it with {backbone.name} and recording that model's identity in its manifest.")
         manifest = {**manifest, **identity_record(backbone)}
-        atomic_write_text(Path(folder) / MANIFEST_FILE, json.dumps(manifest, indent=1))
+        write_checkpoint_manifest(folder, manifest)
     return manifest
 
 def _check_compatible(manifest: dict, trainer, folder) -> dict:
@@ -208,7 +208,7 @@ def check_same_run(folder, run_dir):
     "Refuse to resume a run from another run's checkpoint (a copied run folder keeps its id, so its copies are the same run)."
     folder, run = Path(folder).resolve(), Path(run_dir).resolve()
     if folder.is_relative_to(run): return
-    theirs, mine = json.loads((folder / MANIFEST_FILE).read_text()).get('run_id'), run_id(run)
+    theirs, mine = read_checkpoint_manifest(folder).get('run_id'), run_id(run)
     if theirs is None or theirs != mine:
         raise CheckpointError(f"Checkpoint {folder} belongs to another run, not to {run}. Resume that run in its own folder "
                               f"(--output_dir {run_root(folder)}), or start this one without resume_from_checkpoint.")
@@ -217,7 +217,7 @@ def resume(trainer, folder) -> int:
     "Restore weights, optimizer, LR schedule, grad scaler and step from a checkpoint; returns the step."
     folder = Path(folder)
     if not hasattr(trainer, 'opt'): trainer.setup()
-    manifest = _check_compatible(json.loads((folder / MANIFEST_FILE).read_text()), trainer, folder)
+    manifest = _check_compatible(read_checkpoint_manifest(folder), trainer, folder)
     acc = trainer.accelerator
     load_weights_into({n: acc.unwrap_model(m) for n, m in trainer.models.items()}, folder, trainer.cfg.mode == 'full')
     trainer.step = manifest['step']
@@ -302,7 +302,7 @@ def load_trained(run_or_checkpoint, checkpoint: str = 'latest', device='cpu', dt
     "The base model of a run with a checkpoint's trained weights applied; returns (backbone, manifest)."
     from dreambooth_nb.load import load_base
     folder = checkpoint_dir(run_or_checkpoint, checkpoint)
-    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    manifest = read_checkpoint_manifest(folder)
     cfg = read_run_config(run_root(folder), folder / CONFIG_FILE)
     bb = load_base(cfg, dtype=torch.float32)
     manifest = check_base_model(manifest, bb, folder)

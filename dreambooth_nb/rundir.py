@@ -14,7 +14,8 @@ __all__ = ['CONFIG_FILE', 'RUN_INFO', 'LOCK_NAME', 'METRICS_FILE', 'LOSS_PLOT', 
            'MANIFEST_FILE', 'LEGACY_CHECKPOINTS_DIR', 'FINAL_MARKER', 'RUN_OUTPUTS', 'PATH_FIELDS', 'RUN_MARKS',
            'checkpoint_name', 'sample_grid_name', 'is_run_dir', 'RunLockedError', 'read_holder', 'RunLock',
            'config_for_run', 'config_from_run', 'is_run_config', 'run_settings', 'read_run_config', 'run_id',
-           'read_jsonl', 'metrics_path', 'read_metrics', 'append_metrics', 'truncate_metrics']
+           'read_jsonl', 'metrics_path', 'read_metrics', 'append_metrics', 'truncate_metrics',
+           'read_checkpoint_manifest', 'write_checkpoint_manifest']
 
 # %% ../nbs/00a_rundir.ipynb #ef0e793e
 CONFIG_FILE, RUN_INFO, LOCK_NAME = 'config.yaml', 'run.json', '.lock'
@@ -200,3 +201,12 @@ def truncate_metrics(run_or_file, step: int):
     if not path.exists(): return
     keep = [r for r in read_metrics(path) if r['step'] <= step]
     atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in keep))
+
+# %% ../nbs/00a_rundir.ipynb #07bb3e1a
+def read_checkpoint_manifest(folder) -> dict:
+    "The manifest.json of a checkpoint folder (its files' checksums, step, mode, base model, run)."
+    return json.loads((Path(folder) / MANIFEST_FILE).read_text())
+
+def write_checkpoint_manifest(folder, manifest: dict) -> Path:
+    "Write a checkpoint's manifest.json atomically (the last file a checkpoint gets)."
+    return atomic_write_text(Path(folder) / MANIFEST_FILE, json.dumps(manifest, indent=1))
