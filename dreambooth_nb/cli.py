@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--overwrite', action='store_true', help="Write into a non-empty folder that is not a run, or restart an existing run")
     d.add_argument('--max_train_steps', type=_positive_int('--max_train_steps'), default=None, help='Override the demo preset (300 steps)')
     t = sub.add_parser('tiny', allow_abbrev=False, help='Write a tiny random-weight backbone as a diffusers folder (for tests and experiments).')
-    t.add_argument('--family', default='sd15', help='sd15 (epsilon), sd21 (v-prediction) or sdxl')
+    t.add_argument('--family', default='sd15', help='sd15 (epsilon), sd21 (v-prediction), sdxl or flux2-klein; sd15-small / sd21-small for the benchmark size')
     t.add_argument('--out', required=True, help='Folder to write')
     tr = sub.add_parser('train', allow_abbrev=False, help='Train DreamBooth from a YAML config and/or train_dreambooth.py-style flags.',
                         description='Train DreamBooth from a YAML config and/or the flags of diffusers\' DreamBooth scripts.',
