@@ -135,6 +135,7 @@ def open_run(cfg: TrainConfig, run_dir: Path, overwrite: bool) -> Path | None:
     if checkpoint is not None and not checkpoint.exists(): checkpoint = find_checkpoint(run_dir, checkpoint.name)   # just migrated
     return checkpoint
 
+# %% ../nbs/07_run.ipynb #06555b36
 def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     "Run DreamBooth for `cfg` into `cfg.output_dir`; returns the finished trainer."
     accelerator = make_accelerator(cfg)
@@ -154,6 +155,7 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
         if main and trainer.step >= trainer.max_steps and stopped_by_signal(trainer) is None: write_final_outputs(trainer, run_dir)
     return trainer
 
+# %% ../nbs/07_run.ipynb #6bec6d36
 def write_final_outputs(trainer, run_dir: Path) -> Path:
     "What diffusers' scripts leave in output_dir at the end: the pipeline (full) or pytorch_lora_weights.safetensors (LoRA)."
     if trainer.cfg.mode == 'lora': return write_final_lora(trainer.backbone, run_dir)
