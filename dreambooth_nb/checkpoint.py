@@ -16,7 +16,7 @@ from .rundir import (CHECKPOINT_PREFIX, CONFIG_FILE, LEGACY_CHECKPOINTS_DIR, MAN
                                   read_checkpoint_manifest, read_run_config, run_id, write_checkpoint_manifest)
 
 # %% auto #0
-__all__ = ['trained_weights', 'rng_state', 'set_rng_state', 'training_state', 'sha256_file', 'check_finite_weights',
+__all__ = ['trained_weights', 'training_state', 'sha256_file', 'rng_state', 'set_rng_state', 'check_finite_weights',
            'save_checkpoint', 'checkpoint_problem', 'checkpoint_step', 'list_checkpoints', 'latest_checkpoint',
            'migrate_checkpoints', 'check_base_model', 'load_weights_into', 'find_checkpoint', 'resolve_checkpoint',
            'check_same_run', 'resume', 'rotate_checkpoints', 'CheckpointCallback', 'StopOnSignal', 'run_root',
@@ -33,6 +33,19 @@ def trained_weights(trainer) -> dict[str, dict[str, torch.Tensor]]:
         out[name] = {k: v.detach().to('cpu').contiguous() for k, v in sd.items()}
     return out
 
+def training_state(trainer) -> dict:
+    "Optimizer, LR schedule, grad scaler, RNG states and step: everything but the weights."
+    scaler = trainer.accelerator.scaler
+    return dict(optimizer=trainer.opt.state_dict(), lr_scheduler=trainer.lr_sched.state_dict(),
+                scaler=scaler.state_dict() if scaler is not None else None, rng=rng_state(), step=trainer.step)
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while block := f.read(chunk): h.update(block)
+    return h.hexdigest()
+
+# %% ../nbs/05_checkpoint.ipynb #e934e2e4
 def rng_state() -> dict:
     "Python, NumPy, torch CPU and CUDA generator states, as tensors and numbers (safe for weights_only loading)."
     import random, numpy as np
@@ -51,18 +64,6 @@ def set_rng_state(state: dict):
     np.random.set_state((kind, keys.numpy().astype('uint32'), pos, has_gauss, cached))
     torch.set_rng_state(state['torch'])
     if state['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
-
-def training_state(trainer) -> dict:
-    "Optimizer, LR schedule, grad scaler, RNG states and step: everything but the weights."
-    scaler = trainer.accelerator.scaler
-    return dict(optimizer=trainer.opt.state_dict(), lr_scheduler=trainer.lr_sched.state_dict(),
-                scaler=scaler.state_dict() if scaler is not None else None, rng=rng_state(), step=trainer.step)
-
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while block := f.read(chunk): h.update(block)
-    return h.hexdigest()
 
 # %% ../nbs/05_checkpoint.ipynb #cdcdf001
 def check_finite_weights(weights: dict, step: int):
@@ -137,6 +138,7 @@ def latest_checkpoint(run_dir) -> Path | None:
         warnings.warn(f"Skipping checkpoint {ckpt}: {problem}.")
     return None
 
+# %% ../nbs/05_checkpoint.ipynb #364220a9
 def migrate_checkpoints(run_dir) -> list[Path]:
     "Move legacy RUN/checkpoints/step-N folders to RUN/checkpoint-N (one atomic rename each); returns the new paths."
     moved, legacy = [], Path(run_dir) / LEGACY_CHECKPOINTS_DIR
@@ -213,6 +215,7 @@ def check_same_run(folder, run_dir):
         raise CheckpointError(f"Checkpoint {folder} belongs to another run, not to {run}. Resume that run in its own folder "
                               f"(--output_dir {run_root(folder)}), or start this one without resume_from_checkpoint.")
 
+# %% ../nbs/05_checkpoint.ipynb #0a938fda
 def resume(trainer, folder) -> int:
     "Restore weights, optimizer, LR schedule, grad scaler and step from a checkpoint; returns the step."
     folder = Path(folder)
