@@ -122,6 +122,7 @@ def _protected(out: Path, run_root: Path | None) -> bool:
     run_root = run_root.resolve()
     return _within(run_root, out) or (_within(out, run_root) and not _within(out, run_root / 'export'))
 
+# %% ../nbs/05a_export.ipynb #b4f7e79e
 def _earlier(folder: Path, names, overwrite: bool, what: str) -> list[str]:
     "Which of `names` are our earlier files in `folder`; refuses another tool's file, and ours without overwrite."
     ours = set(_owned(folder).get('files', []))
@@ -152,6 +153,7 @@ def _folder_plan(out: Path, weights: str | None, overwrite: bool) -> OutputPlan:
     return OutputPlan(out, 'folder', weights, 'README.md', 'config.yaml', replace=[f for f in earlier if (out / f).exists()],
                       entry=weights or 'model_index.json')
 
+# %% ../nbs/05a_export.ipynb #f8ddedef
 def plan_output(out, weights: str | None, stem: str, run_root: Path | None = None, overwrite: bool = False) -> OutputPlan:
     """Decide where an export goes. `weights`: the format's file name in a folder of its own (None for a diffusers folder);
     `stem`: the name used beside other files (`<run>-step-N`). Nothing that is not ours is ever replaced."""
@@ -197,6 +199,7 @@ def _prune(folder: Path, path: Path):
         if p == folder or not _within(p, folder) or any(p.iterdir()): break
         p.rmdir()
 
+# %% ../nbs/05a_export.ipynb #3d788b25
 def publish(stage: Path, plan: OutputPlan, marker: str = MARKER) -> Path:
     """Move the staged files into `plan.folder`: a new folder is moved in whole; otherwise file by file (`os.replace`), the
     entry file last, then our earlier files this export no longer has are removed. The marker lists every file of ours there."""
@@ -368,6 +371,7 @@ def _lora_weights(trained, manifest: dict, cfg: TrainConfig, rank: int | None):
     sds, err = extract_lora(base, trained, rank, ('unet',) + texts)
     return sds, with_lora(base, sds, rank), rank, err
 
+# %% ../nbs/05a_export.ipynb #703d1d42
 def _approximation(trained, pipe, prompt: str, rank: int, err: float, tol: float) -> tuple[str, str, float]:
     "How far an extracted LoRA is from the full fine-tune, measured: the card row, the sentence, the one-step difference."
     diff, scale = step_difference(trained, pipe, prompt)
@@ -390,6 +394,7 @@ def _check_lora_capability(adapter, fmt: str, mode: str):
         raise ConfigError(f"LoRA extraction from a full fine-tune is not available for {adapter.family}: export a LoRA from a "
                           f"LoRA run, or the full run as --format diffusers.")
 
+# %% ../nbs/05a_export.ipynb #4ec1ff52
 def export_lora(run, out, checkpoint: str = 'latest', fmt: str = 'diffusers', rank: int | None = None, dtype: str = 'fp32',
                 overwrite: bool = False) -> Exported:
     "Write a LoRA file (adapters of a LoRA run, or extracted from a full run) that diffusers loads; checked."
@@ -429,6 +434,7 @@ def _move(sd: dict, out: dict, old: str, new: str, rename: dict | None = None):
         if rename and head in rename: rest = rename[head] + ('.' + tail if tail else '')
         out[f'{new}.{rest}'] = sd.pop(k)
 
+# %% ../nbs/05a_export.ipynb #7eb41182
 def unet_to_ldm(sd: dict, config) -> dict:
     "diffusers UNet2DConditionModel weights -> the original `model.diffusion_model.` layout."
     sd, out, L = dict(sd), {}, config['layers_per_block']
@@ -494,6 +500,7 @@ def _base_folder(cfg: TrainConfig, scratch: Path) -> Path:
     if name.startswith('tiny:'): return load_backbone(name).save_pretrained(scratch / 'base')
     return resolve_model_path(name)
 
+# %% ../nbs/05a_export.ipynb #a554892c
 def export_single_file(run, out, checkpoint: str = 'latest', dtype: str = 'fp32', overwrite: bool = False) -> Exported:
     "Write model.safetensors in the original SD layout; checked with diffusers' from_single_file(path, config=BASE)."
     from diffusers import StableDiffusionPipeline
@@ -537,6 +544,7 @@ def same_weights(backbone, pipe) -> int:
 
 def _has_lora(backbone) -> bool: return any('lora_' in n for m in backbone.modules().values() for n, _ in m.named_parameters())
 
+# %% ../nbs/05a_export.ipynb #401394ea
 def write_final_pipeline(backbone, out_dir, check: bool = True) -> Path:
     """The trained pipeline in diffusers' layout at the root of `out_dir` (what diffusers' train_dreambooth.py leaves there), so
     `DiffusionPipeline.from_pretrained(out_dir)` works. LoRA layers, if any, are merged into the backbone in place. Other files
@@ -571,6 +579,7 @@ def _check_lora_file(pipe_cls, stage: Path, layers: dict):
     if not metadata or not any(k.endswith('.lora_alpha') for k in metadata):
         raise CheckpointError(f"{FINAL_LORA} has no LoRA adapter metadata (rank, alpha) that diffusers reads.")
 
+# %% ../nbs/05a_export.ipynb #9bad09b5
 def write_final_lora(backbone, out_dir, base=None, prompt: str = 'a photo') -> Path:
     """`out_dir/pytorch_lora_weights.safetensors` as diffusers' train_dreambooth_lora*.py write it (keys `unet.` / `text_encoder.` /
     `text_encoder_2.` / `transformer.`, peft config in the `lora_adapter_metadata`), with the family pipeline's own
