@@ -17,7 +17,7 @@ from .backbones import (TINY_WORDS, Backbone, public_config, _add_lora, _quiet_h
 # %% auto #0
 __all__ = ['KLEIN_TEXT_LAYERS', 'KLEIN_MAX_SEQUENCE_LENGTH', 'TEXT_ENCODER_FROZEN', 'QWEN_SPECIALS', 'TINY_CHAT_TEMPLATE',
            'TINY_KLEIN_TRANSFORMER', 'TINY_KLEIN_VAE', 'TINY_KLEIN_TEXT', 'KLEIN_SCHEDULER', 'Flux2KleinBackbone',
-           'Flux2KleinSampler', 'tiny_qwen_tokenizer', 'tiny_flux2_klein']
+           'tiny_qwen_tokenizer', 'tiny_flux2_klein', 'Flux2KleinSampler']
 
 # %% ../nbs/01b_flux2.ipynb #f9e84cba
 KLEIN_TEXT_LAYERS = (9, 18, 27)                 # hidden states stacked into the conditioning (Flux2KleinPipeline's default)
@@ -50,6 +50,54 @@ class Flux2KleinBackbone(Backbone):
         return dict(num_inference_steps=steps, guidance_scale=guidance, scheduler='euler')
 
     def modules(self) -> dict: return dict(transformer=self.transformer, vae=self.vae, text_encoder=self.text_encoder)
+
+# %% ../nbs/01b_flux2.ipynb #3a51e656
+QWEN_SPECIALS = ('<|endoftext|>', '<|im_start|>', '<|im_end|>', '<think>', '</think>')
+TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                      "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}"
+                      "<think>\n\n</think>\n\n{% endif %}{% endif %}")
+
+def _merge_into(vocab: dict, merges: list, parts: list):
+    "Add the token `''.join(parts)` with the merges that build it left to right."
+    cur = parts[0]
+    for p in parts[1:]:
+        merges.append((cur, p)); cur += p
+        vocab.setdefault(cur, len(vocab))
+
+def tiny_qwen_tokenizer(words=TINY_WORDS, model_max_length: int = KLEIN_MAX_SEQUENCE_LENGTH) -> Qwen2TokenizerFast:
+    "A Qwen2-style byte-level BPE tokenizer with a chat template, built in memory."
+    vocab, merges = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}, []
+    for w in words:
+        _merge_into(vocab, merges, list(w)); _merge_into(vocab, merges, ['Ġ', w])      # 'dog' and ' dog' are one token each
+    _merge_into(vocab, merges, ['Ċ', 'Ċ'])
+    for s in QWEN_SPECIALS: vocab[s] = len(vocab)
+    tok = Qwen2TokenizerFast(vocab=vocab, merges=merges, unk_token=None, eos_token='<|im_end|>', pad_token='<|endoftext|>')
+    tok.add_special_tokens({'additional_special_tokens': list(QWEN_SPECIALS[1:])})
+    tok.chat_template, tok.model_max_length = TINY_CHAT_TEMPLATE, model_max_length
+    return tok
+
+# %% ../nbs/01b_flux2.ipynb #5836e456
+TINY_KLEIN_TRANSFORMER = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                              num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=256,
+                              axes_dims_rope=(4, 4, 4, 4), guidance_embeds=False)
+TINY_KLEIN_VAE = dict(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D',) * 2, up_block_types=('UpDecoderBlock2D',) * 2,
+                      block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=64)
+TINY_KLEIN_TEXT = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=27, num_attention_heads=2, num_key_value_heads=2,
+                       head_dim=8, max_position_embeddings=KLEIN_MAX_SEQUENCE_LENGTH)
+KLEIN_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                       base_image_seq_len=256, max_image_seq_len=4096)
+
+def tiny_flux2_klein(seed: int = 0, is_distilled: bool = False) -> Flux2KleinBackbone:
+    "A FLUX.2 klein backbone with tiny random weights and an in-memory tokenizer (offline, < 1 s)."
+    tok = tiny_qwen_tokenizer()
+    text_cfg = Qwen3Config(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **TINY_KLEIN_TEXT)
+    torch.manual_seed(seed)
+    transformer, vae, text = Flux2Transformer2DModel(**TINY_KLEIN_TRANSFORMER), AutoencoderKLFlux2(**TINY_KLEIN_VAE), Qwen3ForCausalLM(text_cfg)
+    with torch.no_grad():                       # non-trivial batch-norm statistics, as a trained VAE has
+        vae.bn.running_mean.copy_(torch.randn_like(vae.bn.running_mean) * 0.1)
+        vae.bn.running_var.copy_(torch.rand_like(vae.bn.running_var) + 0.5)
+    return Flux2KleinBackbone(transformer, vae, text.eval(), tok, FlowMatchEulerDiscreteScheduler(**KLEIN_SCHEDULER),
+                              is_distilled=is_distilled, name='tiny:flux2-klein')
 
 # %% ../nbs/01b_flux2.ipynb #60014e57
 @patch
@@ -171,6 +219,7 @@ def from_pipeline(cls: Flux2KleinBackbone, pipe, name: str = 'pipeline') -> Flux
     return cls(pipe.transformer, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler,
                is_distilled=bool(pipe.config.get('is_distilled', False)), name=name)
 
+# %% ../nbs/01b_flux2.ipynb #168f8999
 @patch(cls_method=True)
 def from_pretrained(cls: Flux2KleinBackbone, path, dtype=torch.float32, device='cpu', name=None) -> Flux2KleinBackbone:
     "Load the components of a local FLUX.2 klein folder (safetensors only)."
@@ -190,52 +239,5 @@ def identity_extras(self: Flux2KleinBackbone) -> dict:
     "What besides the modules defines a klein model: tokenizer size, flow-matching schedule, distillation."
     return dict(vocab=len(self.tokenizer), scheduler=public_config(self.scheduler), is_distilled=self.is_distilled)
 
-# %% ../nbs/01b_flux2.ipynb #3a51e656
-QWEN_SPECIALS = ('<|endoftext|>', '<|im_start|>', '<|im_end|>', '<think>', '</think>')
-TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                      "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}"
-                      "<think>\n\n</think>\n\n{% endif %}{% endif %}")
-
-def _merge_into(vocab: dict, merges: list, parts: list):
-    "Add the token `''.join(parts)` with the merges that build it left to right."
-    cur = parts[0]
-    for p in parts[1:]:
-        merges.append((cur, p)); cur += p
-        vocab.setdefault(cur, len(vocab))
-
-def tiny_qwen_tokenizer(words=TINY_WORDS, model_max_length: int = KLEIN_MAX_SEQUENCE_LENGTH) -> Qwen2TokenizerFast:
-    "A Qwen2-style byte-level BPE tokenizer with a chat template, built in memory."
-    vocab, merges = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}, []
-    for w in words:
-        _merge_into(vocab, merges, list(w)); _merge_into(vocab, merges, ['Ġ', w])      # 'dog' and ' dog' are one token each
-    _merge_into(vocab, merges, ['Ċ', 'Ċ'])
-    for s in QWEN_SPECIALS: vocab[s] = len(vocab)
-    tok = Qwen2TokenizerFast(vocab=vocab, merges=merges, unk_token=None, eos_token='<|im_end|>', pad_token='<|endoftext|>')
-    tok.add_special_tokens({'additional_special_tokens': list(QWEN_SPECIALS[1:])})
-    tok.chat_template, tok.model_max_length = TINY_CHAT_TEMPLATE, model_max_length
-    return tok
-
-# %% ../nbs/01b_flux2.ipynb #5836e456
-TINY_KLEIN_TRANSFORMER = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
-                              num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=256,
-                              axes_dims_rope=(4, 4, 4, 4), guidance_embeds=False)
-TINY_KLEIN_VAE = dict(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D',) * 2, up_block_types=('UpDecoderBlock2D',) * 2,
-                      block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=64)
-TINY_KLEIN_TEXT = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=27, num_attention_heads=2, num_key_value_heads=2,
-                       head_dim=8, max_position_embeddings=KLEIN_MAX_SEQUENCE_LENGTH)
-KLEIN_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-                       base_image_seq_len=256, max_image_seq_len=4096)
-
-def tiny_flux2_klein(seed: int = 0, is_distilled: bool = False) -> Flux2KleinBackbone:
-    "A FLUX.2 klein backbone with tiny random weights and an in-memory tokenizer (offline, < 1 s)."
-    tok = tiny_qwen_tokenizer()
-    text_cfg = Qwen3Config(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **TINY_KLEIN_TEXT)
-    torch.manual_seed(seed)
-    transformer, vae, text = Flux2Transformer2DModel(**TINY_KLEIN_TRANSFORMER), AutoencoderKLFlux2(**TINY_KLEIN_VAE), Qwen3ForCausalLM(text_cfg)
-    with torch.no_grad():                       # non-trivial batch-norm statistics, as a trained VAE has
-        vae.bn.running_mean.copy_(torch.randn_like(vae.bn.running_mean) * 0.1)
-        vae.bn.running_var.copy_(torch.rand_like(vae.bn.running_var) + 0.5)
-    return Flux2KleinBackbone(transformer, vae, text.eval(), tok, FlowMatchEulerDiscreteScheduler(**KLEIN_SCHEDULER),
-                              is_distilled=is_distilled, name='tiny:flux2-klein')
-
+# %% ../nbs/01b_flux2.ipynb #409ac7ad
 register_adapter(Flux2KleinBackbone, 'Flux2KleinPipeline', tiny={'flux2-klein': tiny_flux2_klein})
