@@ -26,6 +26,26 @@ class SDXLBackbone(SDBackbone):
     def modules(self) -> dict:
         return dict(unet=self.unet, vae=self.vae, text_encoder=self.text_encoder, text_encoder_2=self.text_encoder_2)
 
+# %% ../nbs/01a_sdxl.ipynb #4b7a60ec
+TINY_SDXL_UNET = dict(block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+                      down_block_types=('DownBlock2D', 'CrossAttnDownBlock2D'), up_block_types=('CrossAttnUpBlock2D', 'UpBlock2D'),
+                      attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type='text_time',
+                      addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
+                      cross_attention_dim=64, norm_num_groups=1)
+TINY_SDXL_TEXT = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=3,
+                      max_position_embeddings=77, projection_dim=32, layer_norm_eps=1e-5, hidden_act='gelu')
+
+def tiny_sdxl(seed: int = 0) -> SDXLBackbone:
+    "An SDXL backbone with tiny random weights and in-memory tokenizers (offline, < 1 s)."
+    tok, tok2 = tiny_clip_tokenizer(), tiny_clip_tokenizer()
+    eos = tok.convert_tokens_to_ids('<|endoftext|>')
+    text_cfg = CLIPTextConfig(vocab_size=len(tok), bos_token_id=tok.convert_tokens_to_ids('<|startoftext|>'), eos_token_id=eos,
+                              pad_token_id=eos, **TINY_SDXL_TEXT)
+    torch.manual_seed(seed)
+    return SDXLBackbone(UNet2DConditionModel(**TINY_SDXL_UNET), AutoencoderKL(**TINY_VAE, scaling_factor=0.13025),
+                        CLIPTextModel(text_cfg), CLIPTextModelWithProjection(text_cfg), tok, tok2,
+                        DDPMScheduler(**SD_SCHEDULER), name='tiny:sdxl')
+
 # %% ../nbs/01a_sdxl.ipynb #7de9a179
 @patch
 def tokenize(self: SDXLBackbone, prompts) -> tuple:
@@ -93,24 +113,5 @@ def from_pretrained(cls: SDXLBackbone, path, dtype=torch.float32, device='cpu', 
     bb.noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder='scheduler')
     return bb.to(device)
 
-# %% ../nbs/01a_sdxl.ipynb #4b7a60ec
-TINY_SDXL_UNET = dict(block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
-                      down_block_types=('DownBlock2D', 'CrossAttnDownBlock2D'), up_block_types=('CrossAttnUpBlock2D', 'UpBlock2D'),
-                      attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type='text_time',
-                      addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
-                      cross_attention_dim=64, norm_num_groups=1)
-TINY_SDXL_TEXT = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=3,
-                      max_position_embeddings=77, projection_dim=32, layer_norm_eps=1e-5, hidden_act='gelu')
-
-def tiny_sdxl(seed: int = 0) -> SDXLBackbone:
-    "An SDXL backbone with tiny random weights and in-memory tokenizers (offline, < 1 s)."
-    tok, tok2 = tiny_clip_tokenizer(), tiny_clip_tokenizer()
-    eos = tok.convert_tokens_to_ids('<|endoftext|>')
-    text_cfg = CLIPTextConfig(vocab_size=len(tok), bos_token_id=tok.convert_tokens_to_ids('<|startoftext|>'), eos_token_id=eos,
-                              pad_token_id=eos, **TINY_SDXL_TEXT)
-    torch.manual_seed(seed)
-    return SDXLBackbone(UNet2DConditionModel(**TINY_SDXL_UNET), AutoencoderKL(**TINY_VAE, scaling_factor=0.13025),
-                        CLIPTextModel(text_cfg), CLIPTextModelWithProjection(text_cfg), tok, tok2,
-                        DDPMScheduler(**SD_SCHEDULER), name='tiny:sdxl')
-
+# %% ../nbs/01a_sdxl.ipynb #20282009
 register_adapter(SDXLBackbone, 'StableDiffusionXLPipeline', tiny={'sdxl': tiny_sdxl})
