@@ -7,10 +7,10 @@ from __future__ import annotations
 import html, os
 from pathlib import Path
 import ipywidgets as W
+from .widgets_base import Panel, button, set_image      # first: it quiets transformers before anything loads it
 from .checkpoint import list_checkpoints
 from .config import DreamBoothError
 from .rundir import sample_grid_name
-from .widgets_base import Panel, button, set_image
 from .widgets_form import ConfigForm
 from .widgets_priors import PriorsPanel
 from .widgets_sample import SamplePanel
