@@ -1,9 +1,10 @@
 """Browser: the panels in a real JupyterLab 4 page, driven by Debian's Chromium through Playwright.
 
 A JupyterLab server on localhost (known random token, temporary config, settings and workspace folders) opens a
-notebook that shows `studio()` on a tiny run; the test clicks Train, waits for the live loss plot and the sample
-grid to appear in the page, clicks Stop, and checks that a valid checkpoint is on disk. A screenshot is saved to
-tests/artifacts/widgets-browser.png (ignored by git). Skips only when Chromium, Playwright or JupyterLab are missing:
+notebook that shows `studio()` on a tiny run; the test clicks Train, waits for the live loss plot, the sample grid and
+the phase line ("training · N/2000 steps · elapsed · rate · ETA") to appear in the page, clicks Stop, checks that a valid
+checkpoint is on disk, then opens each tab: the Sample tab shows the run's 64 px, the Results gallery the checkpoint.
+Screenshots go to tests/artifacts/ (widgets-browser.png and one per tab; ignored by git). Skips only when Chromium, Playwright or JupyterLab are missing:
 `.ci/browser-setup.sh` installs them.
 """
 import importlib.util, json, os, re, secrets, signal, socket, subprocess, sys, time, urllib.request
@@ -123,10 +124,21 @@ def test_browser_studio_train_plot_samples_stop(tmp_path):
                 page.locator('button.dbnb-train').click()
                 _wait_image(page, 'dbnb-loss', 180_000)                             # the live loss plot
                 _wait_image(page, 'dbnb-sample', 180_000)                           # the newest sample grid
+                page.wait_for_function("""() => [...document.querySelectorAll('.dbnb-phase')]
+                    .some(e => /training/.test(e.innerText) && /ETA/.test(e.innerText) && /elapsed/.test(e.innerText))""", timeout=120_000)
+                phase = page.locator('.dbnb-phase').first.inner_text()            # the phase line a user sees
+                page.screenshot(path=str(ARTIFACTS / 'widgets-tab-train.png'), full_page=True)
                 page.locator('button.dbnb-stop').click()
                 page.locator('.dbnb-status', has_text='Stopped at step').wait_for(timeout=120_000)
                 page.screenshot(path=str(shot), full_page=True)
                 status = page.locator('.dbnb-status').first.inner_text()
+                seen = {}
+                for title in ('Class priors', 'Sample', 'Results'):                # a screenshot per tab, and what it shows
+                    page.locator('.lm-TabBar-tab', has_text=title).first.click()
+                    page.wait_for_timeout(3000)
+                    page.screenshot(path=str(ARTIFACTS / f"widgets-tab-{title.split()[-1].lower()}.png"), full_page=True)
+                    if title == 'Sample': seen['width'] = page.locator('.dbnb-sample-width input').first.input_value()
+                    if title == 'Results': seen['cards'] = page.locator('.dbnb-gallery button').count()
             except Exception:
                 page.screenshot(path=str(shot), full_page=True)
                 print(f'screenshot of the failure: {shot}\nJupyterLab log:\n{lab.log_tail()}')
@@ -138,4 +150,6 @@ def test_browser_studio_train_plot_samples_stop(tmp_path):
     assert f'Stopped at step {int(ckpt.name.split("-")[1])}' in status, status
     assert 0 < int(ckpt.name.split('-')[1]) < 2000
     assert list((run / 'samples').glob('step-*.png'))
+    assert re.search(r'training · \d+/2000 steps · \d+:\d\d elapsed · .* · ETA \d', phase), phase
+    assert seen == dict(width='64', cards=1), seen                    # Sample: the run's 64 px; Results: the checkpoint saved at the stop
     print(f'browser test: {time.time() - t0:.1f} s, stopped at {ckpt.name}, screenshot: {shot}')
