@@ -237,6 +237,8 @@ class SDBackbone(Backbone):
     @property
     def vae_scale_factor(self) -> int: return 2 ** (len(self.vae.config.block_out_channels) - 1)
     @property
+    def size_multiple(self) -> int: return max(8, self.vae_scale_factor)     # StableDiffusion(XL)Pipeline wants multiples of 8 (tiny VAEs scale by 2)
+    @property
     def native_resolution(self) -> int: return self.unet.config.sample_size * self.vae_scale_factor
     @property
     def prediction_type(self) -> str: return self.noise_scheduler.config.prediction_type

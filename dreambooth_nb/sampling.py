@@ -47,7 +47,7 @@ def generate(backbone, prompts, seeds=(0,), num_inference_steps: int = 25, guida
              scheduler: str = 'dpm++', batch_size: int = 4, ref_images=None, on_progress=None, should_stop=None) -> list[Image.Image]:
     "Images for every (prompt, seed) pair, prompt-major; same seed -> same image; `ref_images` for backbones that read references."
     width, height = width or backbone.native_resolution, height or backbone.native_resolution
-    check_size(width, height, multiple=max(8, getattr(backbone, 'size_multiple', 8)))   # diffusers' pipelines want 8 at least
+    check_size(width, height, multiple=getattr(backbone, 'size_multiple', 8))
     refs = reference_images(backbone, ref_images)
     jobs = [(p, s) for p in prompts for s in seeds]
     pipe, modes = backbone.pipeline(scheduler), {k: m.training for k, m in backbone.modules().items()}
@@ -172,7 +172,7 @@ def sample_settings(cfg: TrainConfig, backbone=None, **given) -> dict:
     plain = TrainConfig()
     out = {k: getattr(cfg, k) if getattr(cfg, k) != getattr(plain, k) else family.get(k, getattr(plain, k))
            for k in ('num_inference_steps', 'guidance_scale')}
-    out.update(width=cfg.resolution, height=cfg.resolution)
+    out.update(width=cfg.resolution, height=cfg.resolution, **{k: family[k] for k in ('scheduler',) if k in family})
     return {**out, **{k: v for k, v in given.items() if v is not None}}
 
 def default_prompts(cfg: TrainConfig, eval: bool = False) -> list[str]:
@@ -245,6 +245,7 @@ def log_grid(accelerator, grid: Image.Image, step: int) -> int:
 class SampleCallback(Callback):
     "Render prompts x seeds into run/samples/step-NNNNNN.png every `every` steps and at the end."
     order = 40
+    should_stop = None               # a panel sets a function here: Stop during a grid ends it between denoising steps
     def __init__(self, run_dir, prompts, seeds=(0, 1), every: int = 100, num_inference_steps: int = 25,
                  guidance_scale: float = 7.5, resolution: int | None = None):
         self.dir, self.prompts, self.seeds, self.every = Path(run_dir) / 'samples', list(prompts), list(seeds), every
@@ -259,7 +260,8 @@ class SampleCallback(Callback):
         self.last_step = t.step
         t.callback('before_sample_grid')
         try:
-            with t.all_on_device(): imgs = generate(t.backbone, self.prompts, self.seeds, **self.kw)
+            with t.all_on_device(): imgs = generate(t.backbone, self.prompts, self.seeds, should_stop=self.should_stop, **self.kw)
+        except SamplingStopped: return                          # Stop pressed while drawing: no grid at this step
         finally: t.callback('after_sample_grid')
         grid = image_grid(imgs, len(self.prompts), len(self.seeds), self.prompts, [f'seed {s}' for s in self.seeds])
         self.written.append(save_png(grid, self.dir / f'step-{t.step:06d}.png'))

@@ -12,6 +12,7 @@ from .data import check_identifier, find_images, rare_identifiers, sample_subjec
 from .training import CancelFitException, Callback, smooth
 from .checkpoint import CheckpointCallback, latest_checkpoint, list_checkpoints
 from .rundir import RunLock, read_metrics
+from .sampling import SampleCallback
 from .run import check_run_dir, refuse_restart, train
 from .widgets_base import (STATUS_COLOURS, Panel, button, closing_new_figures, free_memory, loss_png, set_image,
                                         status_html, thumbnail_png)
@@ -76,6 +77,8 @@ class PanelCallback(Callback):
         t = self.trainer
         self.step, self.total, self.run_dir = t.step, t.max_steps, Path(t.cfg.output_dir)
         self.records = read_metrics(self.run_dir) if t.step else []
+        for cb in t.callbacks:
+            if isinstance(cb, SampleCallback): cb.should_stop = self.stop_requested.is_set   # Stop ends a grid between denoising steps
         self.set_phase('training', counted=True); self.show(bool(self.records))
         self.check_stop()
 
