@@ -414,6 +414,6 @@ def parse_seeds(text: str, limit: int = MAX_SEEDS, name: str = '--seeds') -> lis
     "'0,1,2' or '0-3' (inclusive) -> a list of seeds; the count is checked before a range is expanded."
     spans = [_seed_span(p.strip(), text, name) for p in str(text).split(',') if p.strip()]
     count = sum(hi - lo + 1 for lo, hi in spans)
-    if not 1 <= count <= limit:
-        raise ConfigError(f"{name} {text!r} asks for {count} images per prompt; give between 1 and {limit} (e.g. 0-3).")
+    if count < 1: raise ConfigError(f"{name} {text!r} names no seed; give at least one, e.g. 0,1,2 or 0-3.")
+    if count > limit: raise ConfigError(f"{name} {text!r} asks for {count} images per prompt; at most {limit} (e.g. 0-3).")
     return [s for lo, hi in spans for s in range(lo, hi + 1)]
