@@ -179,6 +179,8 @@ class Panel(W.VBox):
         self.details_text.value = ''.join(traceback.format_exception(type(e), e, e.__traceback__)) if unexpected else ''
         self.details.layout.display = None if unexpected else 'none'
 
+# %% ../nbs/08_widgets.ipynb #9f1f6bef
+class Panel(Panel):
     @property
     def busy(self) -> bool: return self.thread is not None and self.thread.is_alive()
 

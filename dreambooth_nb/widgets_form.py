@@ -170,6 +170,8 @@ class ConfigForm:
         "Every other field, collapsed."
         return W.Accordion(children=[self.box(names or advanced_fields())], titles=('Advanced',), selected_index=None)
 
+# %% ../nbs/08a_form.ipynb #6e572ecf
+class ConfigForm(ConfigForm):
     def picker(self) -> W.HBox:
         "The preset dropdown: choosing one fills the form (run and photo folders kept)."
         dd = W.Dropdown(options=[KEEP, *PRESETS], value=KEEP, layout=W.Layout(width='20em'))

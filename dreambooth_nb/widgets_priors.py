@@ -90,6 +90,8 @@ class PriorsPanel(Panel):
         mark_run_dir(cfg)                                       # RUN/priors: the run folder must be one, or Train would refuse it
         with RunLock(cfg.output_dir, command='priors panel'): self.fill(cfg)   # one writer: not while a training runs
 
+# %% ../nbs/08b_priors.ipynb #c75092f2
+class PriorsPanel(PriorsPanel):
     def fill(self, cfg: TrainConfig):
         def progress(done): self.phase.update(done); self.show_bank(folder)
         folder = bank_dir(cfg)

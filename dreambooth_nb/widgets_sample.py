@@ -136,6 +136,8 @@ class SamplePanel(SamplePanel):
         except DreamBoothError as e: self.show_error(e); return False
         return self.run_in_background(self.generate_job, req)
 
+# %% ../nbs/08d_sample.ipynb #491ce2a2
+class SamplePanel(SamplePanel):
     def generate_job(self, req: dict):
         images, labels, cfg, stopped = [], [], self.config(), False
         for which in req['which']:

@@ -98,6 +98,7 @@ class PanelCallback(Callback):
         self.show(True)
     after_cancel_fit = after_fit
 
+# %% ../nbs/08c_train.ipynb #7160c5da
 class CheckpointPhase(Callback):
     "Say 'saving a checkpoint' just before the checkpoint callback saves (order 29: it runs right before it)."
     order = 29
@@ -111,7 +112,7 @@ class CheckpointPhase(Callback):
         if saver is not None and getattr(saver, 'last_step', None) != self.trainer.step: self.cb.set_phase('saving a checkpoint')
     after_cancel_fit = after_fit
 
-# %% ../nbs/08c_train.ipynb #95d8c198
+# %% ../nbs/08c_train.ipynb #f5eb3b14
 def newest_sample(run_dir) -> Path | None:
     "The newest sample grid of a run (`samples/step-NNNNNN.png`), or None."
     files = sorted(Path(run_dir).expanduser().joinpath('samples').glob('step-*.png'))
@@ -135,7 +136,7 @@ def check_can_resume(run_dir) -> Path:
     if ckpt is None: raise CheckpointError(f"There is no valid checkpoint in {run_dir} to resume from. Press Train to start this run.")
     return ckpt
 
-# %% ../nbs/08c_train.ipynb #f23e4a8d
+# %% ../nbs/08c_train.ipynb #fff54924
 class TrainPanel(Panel):
     "A form over TrainConfig and a view of its run: phases, loss plot, newest samples, Train / Stop / Resume."
     job_name = 'training'
@@ -185,7 +186,8 @@ class TrainPanel(Panel):
 
     stop = request_stop
 
-    # the run folder's state ------------------------------------------------------------------------------------------------
+# %% ../nbs/08c_train.ipynb #6afe7f30
+class TrainPanel(TrainPanel):
     def show_sample(self, run_dir=None):
         "Show the newest sample grid of the run, if it is new."
         path = newest_sample(run_dir or self.config().output_dir)
@@ -208,7 +210,7 @@ class TrainPanel(Panel):
         else: self.say(f"{run} is a new run folder: press Train." if not run.exists() or not any(run.iterdir()) else f"Run folder {run}.")
         self.show_sample(run)
 
-# %% ../nbs/08c_train.ipynb #1ae864e1
+# %% ../nbs/08c_train.ipynb #7455e20a
 class TrainPanel(TrainPanel):
     def show_photos(self):
         "Thumbnails of the photos training will use, and the files it will skip."
@@ -243,7 +245,7 @@ class TrainPanel(TrainPanel):
         self.suggestions.children = ([W.HTML('rare words:&nbsp;')] + [button(w, lambda w=w: pick(w)) for w in words]) if words else \
             [W.HTML('<i>The tiny test model knows only a few words; rare-word suggestions come with a real base model.</i>')]
 
-# %% ../nbs/08c_train.ipynb #4113f15c
+# %% ../nbs/08c_train.ipynb #035589c8
 class TrainPanel(TrainPanel):
     def prepare(self, resume: bool = False) -> tuple[TrainConfig, list[str]]:
         "The config to train after the checks that fail fast, and the notes to show."
@@ -273,6 +275,8 @@ class TrainPanel(TrainPanel):
         finally: self.callback.trainer = None; free_memory()            # keep the records, let the model and optimizer go
         self.say_finished(cfg)
 
+# %% ../nbs/08c_train.ipynb #8b2d5a77
+class TrainPanel(TrainPanel):
     def make_priors(self, cfg: TrainConfig) -> bool:
         "Fill the class bank first, with its own phase and Stop; False when stopped there."
         if not cfg.with_prior_preservation or bank_size(bank_dir(cfg)) >= cfg.num_class_images: return True
