@@ -86,7 +86,7 @@ def _text_encoders(backbone, train_text_encoder: bool) -> list:
 
 def snr_refusal(backbone) -> str:
     return (f"snr_gamma (Min-SNR loss weighting) needs a DDPM noise schedule with alphas_cumprod; {backbone.family} trains with "
-            f"{backbone.prediction_type}. Remove snr_gamma from the config (or pass --snr_gamma None).")
+            f"{backbone.prediction_type.replace('_', ' ')}. Remove snr_gamma from the config (or pass --snr_gamma None).")
 
 @contextmanager
 def loading(what: str, path):

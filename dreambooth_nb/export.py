@@ -4,25 +4,23 @@
 
 # %% ../nbs/05a_export.ipynb #c44d48e1
 from __future__ import annotations
-import json, os, shutil, tempfile
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import json, tempfile
 from pathlib import Path
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from .atomic import atomic_write_text, now_utc
-from .config import CheckpointError, ConfigError, DreamBoothError, TrainConfig
+from .outputs import OutputPlan, owned_files, plan_output, publish, staged
+from .config import CheckpointError, ConfigError, TrainConfig
 from .rundir import FINAL_MARKER
 from .backbones import adapter_for_family, batch_map
 from .load import load_backbone, load_base
 from .checkpoint import checkpoint_dir, load_trained
 
 # %% auto #0
-__all__ = ['MARKER', 'FILE_MODE', 'FOLDER_MODE', 'DTYPES', 'KOHYA_PREFIXES', 'KOHYA_SDXL_PREFIXES', 'EXTRACT_TARGETS',
-           'LORA_FORMATS', 'UNET_RESNET', 'UNET_FIXED', 'VAE_ATTN', 'VAE_FIXED', 'FINAL_LORA', 'step_difference',
-           'check_step', 'model_card', 'OutputError', 'OutputPlan', 'plan_output', 'publish', 'Exported', 'merge_lora',
-           'export_diffusers', 'lora_state_dicts', 'diffusers_lora_keys', 'kohya_lora_keys', 'extract_lora',
-           'with_lora', 'export_lora', 'unet_to_ldm', 'vae_to_ldm', 'text_to_ldm', 'single_file_state',
+__all__ = ['DTYPES', 'KOHYA_PREFIXES', 'KOHYA_SDXL_PREFIXES', 'EXTRACT_TARGETS', 'LORA_FORMATS', 'UNET_RESNET', 'UNET_FIXED',
+           'VAE_ATTN', 'VAE_FIXED', 'FINAL_LORA', 'step_difference', 'check_step', 'model_card', 'Exported',
+           'merge_lora', 'export_diffusers', 'lora_state_dicts', 'diffusers_lora_keys', 'kohya_lora_keys',
+           'extract_lora', 'with_lora', 'export_lora', 'unet_to_ldm', 'vae_to_ldm', 'text_to_ldm', 'single_file_state',
            'export_single_file', 'same_weights', 'write_final_pipeline', 'final_lora_layers', 'write_final_lora']
 
 # %% ../nbs/05a_export.ipynb #43ebbee3
@@ -81,149 +79,6 @@ Trained with [dreambooth_nb](https://github.com/dreambooth-nb/dreambooth_nb) —
 {how_to_load}
 ```
 """
-
-# %% ../nbs/05a_export.ipynb #06f28f3b
-MARKER = '.dreambooth_nb-export.json'        # in a folder an export wrote into: the files it wrote there
-FILE_MODE, FOLDER_MODE = 0o644, 0o755        # readable by a web UI that runs as another user
-
-class OutputError(DreamBoothError): "An export would overwrite or delete files that dreambooth_nb did not write (or did, without overwrite)."
-
-def _owned(folder: Path, marker: str = MARKER) -> dict:
-    "The marker of `folder`: {'kind': 'folder'|'files', 'files': [relative paths we wrote]}; {} when there is none."
-    try: data = json.loads((Path(folder) / marker).read_text())
-    except (OSError, ValueError): return {}          # missing or unreadable: nothing there counts as ours
-    return data if isinstance(data, dict) and isinstance(data.get('files'), list) else {}
-
-def _makedirs(folder: Path):
-    "Create `folder` and its missing parents, each 0755."
-    missing = [p for p in [folder, *folder.parents] if not p.exists()][::-1]
-    for p in missing: p.mkdir(exist_ok=True); os.chmod(p, FOLDER_MODE)
-
-def _within(path: Path, root: Path) -> bool: return path == root or root in path.parents
-
-# %% ../nbs/05a_export.ipynb #a168e51e
-@dataclass
-class OutputPlan:
-    "Where an export's files go: `folder`, the names in it, which of our earlier files they replace."
-    folder: Path
-    kind: str                      # 'folder': the folder is this export; 'files': our files beside other files
-    weights: str | None            # the weights file's name (None: a diffusers folder, written at the folder's root)
-    card: str | None               # the model card's name (None: a file of that name belongs to someone else)
-    config: str | None = None      # config.yaml beside the card (folder exports only)
-    replace: list = field(default_factory=list)
-    entry: str | None = None       # the file loaders look for first: moved in last
-
-    @property
-    def new(self) -> bool: return not self.folder.exists()
-
-def _protected(out: Path, run_root: Path | None) -> bool:
-    "The run folder, a folder above it, or one inside it other than RUN/export: an export never replaces anything there."
-    if run_root is None: return False
-    run_root = run_root.resolve()
-    return _within(run_root, out) or (_within(out, run_root) and not _within(out, run_root / 'export'))
-
-# %% ../nbs/05a_export.ipynb #b4f7e79e
-def _earlier(folder: Path, names, overwrite: bool, what: str) -> list[str]:
-    "Which of `names` are our earlier files in `folder`; refuses another tool's file, and ours without overwrite."
-    ours = set(_owned(folder).get('files', []))
-    for name in names:
-        if not (folder / name).exists(): continue
-        if name not in ours:
-            raise OutputError(f"{folder / name} exists and was not written by dreambooth_nb, so the {what} will not replace it. "
-                              f"Choose another --out (a new file name or folder).")
-        if not overwrite:
-            raise OutputError(f"{folder / name} is an earlier export of ours. Pass overwrite=True (CLI: --overwrite) to replace it "
-                              f"(only the files that export wrote are replaced), or choose another --out.")
-    return [n for n in names if n in ours and (folder / n).exists()]
-
-def _file_plan(folder: Path, stem: str, overwrite: bool) -> OutputPlan:
-    "`stem`.safetensors and the card `stem`.md beside other files; the card is skipped if someone else's file has its name."
-    weights, card = f'{stem}.safetensors', f'{stem}.md'
-    ours = set(_owned(folder).get('files', []))
-    if (folder / card).exists() and card not in ours: card = None
-    return OutputPlan(folder, 'files', weights, card, replace=_earlier(folder, [n for n in (weights, card) if n], overwrite, 'export'),
-                      entry=weights)
-
-def _folder_plan(out: Path, weights: str | None, overwrite: bool) -> OutputPlan:
-    "The export is the folder: a new or empty one, or an earlier export of ours (its files replaced, others kept)."
-    earlier = _owned(out).get('files', []) if out.exists() else []
-    if earlier and not overwrite:
-        raise OutputError(f"{out} holds an earlier export of ours. Pass overwrite=True (CLI: --overwrite) to replace it "
-                          f"(only the {len(earlier)} files that export wrote are replaced), or choose another --out.")
-    return OutputPlan(out, 'folder', weights, 'README.md', 'config.yaml', replace=[f for f in earlier if (out / f).exists()],
-                      entry=weights or 'model_index.json')
-
-# %% ../nbs/05a_export.ipynb #f8ddedef
-def plan_output(out, weights: str | None, stem: str, run_root: Path | None = None, overwrite: bool = False) -> OutputPlan:
-    """Decide where an export goes. `weights`: the format's file name in a folder of its own (None for a diffusers folder);
-    `stem`: the name used beside other files (`<run>-step-N`). Nothing that is not ours is ever replaced."""
-    out = Path(out).absolute()
-    if out.suffix == '.safetensors':
-        if weights is None: raise OutputError(f"A diffusers export is a folder; --out {out} names a .safetensors file. Give a folder.")
-        return _file_plan(out.parent, out.stem, overwrite)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} is a file. Give a folder, or a path ending in .safetensors for a LoRA or single-file export.")
-    if not out.exists(): return _folder_plan(out, weights, overwrite)
-    mine = _owned(out).get('kind') == 'folder' or not any(out.iterdir())
-    if mine and not _protected(out, run_root): return _folder_plan(out, weights, overwrite)
-    # a folder of other files (a web UI's models/Lora, the run folder): the export goes beside them under its own name
-    if weights is not None: return _file_plan(out, stem, overwrite)
-    inner = out / stem
-    if inner.exists() and _owned(inner).get('kind') != 'folder' and any(inner.iterdir()):
-        raise OutputError(f"{inner} exists and is not an export of ours; it is left alone. Choose another --out.")
-    return _folder_plan(inner, None, overwrite)
-
-# %% ../nbs/05a_export.ipynb #e2b59d4a
-def _set_modes(root: Path):
-    "0755 folders and 0644 files under `root` (tempfile makes 0700 / 0600, which another user cannot read)."
-    os.chmod(root, FOLDER_MODE)
-    for p in root.rglob('*'): os.chmod(p, FOLDER_MODE if p.is_dir() else FILE_MODE)
-
-def _write_marker(folder: Path, marker: str, kind: str, files):
-    atomic_write_text(folder / marker, json.dumps({'written_by': 'dreambooth_nb', 'kind': kind, 'files': sorted(set(files))}, indent=1))
-    os.chmod(folder / marker, FILE_MODE)
-
-@contextmanager
-def _staged(plan: OutputPlan):
-    "A hidden folder beside the destination (same file system, so `os.replace` moves are atomic); removed if anything fails."
-    parent = plan.folder.parent if plan.new else plan.folder
-    _makedirs(parent)
-    stage = Path(tempfile.mkdtemp(prefix=f'.{plan.folder.name}-staging-', dir=parent))
-    try: yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True); raise
-
-def _prune(folder: Path, path: Path):
-    "Remove the folders that held `path` if they are now empty (never `folder` itself)."
-    for p in path.parents:
-        if p == folder or not _within(p, folder) or any(p.iterdir()): break
-        p.rmdir()
-
-# %% ../nbs/05a_export.ipynb #3d788b25
-def publish(stage: Path, plan: OutputPlan, marker: str = MARKER) -> Path:
-    """Move the staged files into `plan.folder`: a new folder is moved in whole; otherwise file by file (`os.replace`), the
-    entry file last, then our earlier files this export no longer has are removed. The marker lists every file of ours there."""
-    files = sorted(str(p.relative_to(stage)) for p in stage.rglob('*') if p.is_file())
-    if plan.new:
-        _write_marker(stage, marker, plan.kind, files); _set_modes(stage)
-        os.replace(stage, plan.folder)
-        return plan.folder
-    _set_modes(stage)
-    ours = set(_owned(plan.folder, marker).get('files', []))
-    if clash := [f for f in files if (plan.folder / f).exists() and f not in ours]:
-        shutil.rmtree(stage)
-        raise OutputError(f"{plan.folder / clash[0]} exists and was not written by dreambooth_nb; nothing was changed. "
-                          f"Move it away or choose another destination.")
-    _write_marker(plan.folder, marker, _owned(plan.folder, marker).get('kind', plan.kind), ours | set(files))  # a crash leaves every file of ours listed
-    if plan.entry in plan.replace and len(files) > 1: (plan.folder / plan.entry).unlink()   # no half-old, half-new folder that looks whole
-    for f in sorted(files, key=lambda f: f == plan.entry):
-        _makedirs((plan.folder / f).parent)
-        os.replace(stage / f, plan.folder / f)
-    for f in set(plan.replace) - set(files):
-        (plan.folder / f).unlink(missing_ok=True); _prune(plan.folder, plan.folder / f)
-    _write_marker(plan.folder, marker, _owned(plan.folder, marker).get('kind', plan.kind), (ours - set(plan.replace)) | set(files))
-    shutil.rmtree(stage)
-    return plan.folder
 
 # %% ../nbs/05a_export.ipynb #9314e5cb
 class Exported(type(Path())):
@@ -285,7 +140,7 @@ def export_diffusers(run, out, checkpoint: str = 'latest', dtype: str = 'fp32', 
     plan = plan_output(out, None, stem, root, overwrite)
     trained, _ = load_trained(folder)
     if manifest['mode'] == 'lora': merge_lora(trained)
-    with _staged(plan) as stage:
+    with staged(plan) as stage:
         trained.save_pretrained(stage)
         diff = check_step(trained, DiffusionPipeline.from_pretrained(stage), cfg.fill(cfg.instance_prompt))
         if dtype != 'fp32': trained.to(dtype=_dtype(dtype)).save_pretrained(stage)
@@ -406,7 +261,7 @@ def export_lora(run, out, checkpoint: str = 'latest', fmt: str = 'diffusers', ra
     trained, _ = load_trained(folder)
     sds, reference, rank, err = _lora_weights(trained, manifest, cfg, rank)
     tol, prompt = 1e-3 if dtype == 'fp32' else 2e-2, cfg.fill(cfg.instance_prompt)
-    with _staged(plan) as stage:
+    with staged(plan) as stage:
         save_file({k: v.to(_dtype(dtype)) for k, v in keys(sds).items()}, stage / plan.weights, metadata={'format': 'pt'})
         pipe = load_base(cfg).pipeline('ddpm')
         pipe.load_lora_weights(str(stage / plan.weights))
@@ -510,7 +365,7 @@ def export_single_file(run, out, checkpoint: str = 'latest', dtype: str = 'fp32'
     plan = plan_output(out, 'model.safetensors', stem, root, overwrite)
     trained, _ = load_trained(folder)
     if manifest['mode'] == 'lora': merge_lora(trained)
-    with _staged(plan) as stage, tempfile.TemporaryDirectory() as scratch:
+    with staged(plan) as stage, tempfile.TemporaryDirectory() as scratch:
         save_file({k: v.detach().to(_dtype(dtype)).contiguous() for k, v in single_file_state(trained).items()}, stage / plan.weights)
         pipe = StableDiffusionPipeline.from_single_file(str(stage / plan.weights), config=str(_base_folder(cfg, Path(scratch))),
                                                         torch_dtype=torch.float32)
@@ -528,7 +383,7 @@ FINAL_LORA = 'pytorch_lora_weights.safetensors'    # the name diffusers' scripts
 def _final_plan(out_dir, names_ours) -> OutputPlan:
     "Into the run's root beside its other files; replaces only our earlier final files that `names_ours` picks."
     root = Path(out_dir).absolute()
-    earlier = [f for f in _owned(root, FINAL_MARKER).get('files', []) if names_ours(f) and (root / f).exists()]
+    earlier = [f for f in owned_files(root, FINAL_MARKER).get('files', []) if names_ours(f) and (root / f).exists()]
     return OutputPlan(root, 'files', None, None, replace=earlier, entry='model_index.json')
 
 def same_weights(backbone, pipe) -> int:
@@ -553,7 +408,7 @@ def write_final_pipeline(backbone, out_dir, check: bool = True) -> Path:
     from diffusers import DiffusionPipeline
     if _has_lora(backbone): merge_lora(backbone)
     plan = _final_plan(out_dir, lambda f: f != FINAL_LORA)
-    with _staged(plan) as stage:
+    with staged(plan) as stage:
         backbone.save_pretrained(stage)
         if check: same_weights(backbone, DiffusionPipeline.from_pretrained(stage, dtype=backbone.dtype))
         publish(stage, plan, FINAL_MARKER)
@@ -588,7 +443,7 @@ def write_final_lora(backbone, out_dir, base=None, prompt: str = 'a photo') -> P
     layers, meta = final_lora_layers(backbone)
     pipe_cls = type(backbone.pipeline())
     plan = _final_plan(out_dir, lambda f: f == FINAL_LORA)
-    with _staged(plan) as stage:
+    with staged(plan) as stage:
         pipe_cls.save_lora_weights(stage, **layers, **meta, weight_name=FINAL_LORA)
         _check_lora_file(pipe_cls, stage, layers)
         if base is not None:

@@ -15,9 +15,9 @@ def _trained(family: str, mode: str, train_text_encoder: bool):
     bb = tiny(family)
     mods = bb.trainable_modules(mode, train_text_encoder, rank=4, lora_alpha=8)
     opt = torch.optim.AdamW([p for m in mods.values() for p in m.parameters() if p.requires_grad], lr=1e-2)
-    g, size = torch.Generator().manual_seed(0), bb.native_resolution // bb.vae_scale_factor
+    g, side = torch.Generator().manual_seed(0), bb.native_resolution
     for _ in range(2):
-        noisy, t, target = bb.noise_and_target(torch.randn(1, bb.unet.config.in_channels, size, size, generator=g), g)
+        noisy, t, target = bb.noise_and_target(torch.randn(1, *bb.latent_shape(side, side), generator=g), g)
         loss = torch.nn.functional.mse_loss(bb.predict(noisy, t, bb.encode_prompt([PROMPT])), target)
         loss.backward(); opt.step(); opt.zero_grad()
     for m in bb.modules().values(): m.requires_grad_(False).eval()
@@ -52,7 +52,8 @@ def test_full_fine_tune_is_a_diffusers_pipeline_at_the_root(tmp_path):
     assert 'config.yaml' not in json.loads((run / FINAL_MARKER).read_text())['files']
 
 def test_final_pipeline_refuses_a_file_it_did_not_write(tmp_path):
-    from dreambooth_nb.export import write_final_pipeline, OutputError
+    from dreambooth_nb.export import write_final_pipeline
+    from dreambooth_nb.outputs import OutputError
     run, _ = _run_folder(tmp_path)
     (run / 'model_index.json').write_text('{"someone": "else"}')
     with pytest.raises(OutputError, match='not written by dreambooth_nb'):

@@ -88,7 +88,8 @@ def _modes(root):
            {stat.S_IMODE(os.stat(p).st_mode) for p in root.rglob('*') if p.is_file()}
 
 def test_lora_into_a_folder_of_other_files_adds_beside_them(runs, tmp_path):
-    from dreambooth_nb.export import export_lora, OutputError
+    from dreambooth_nb.export import export_lora
+    from dreambooth_nb.outputs import OutputError
     lib = tmp_path / 'webui' / 'models' / 'Lora'; lib.mkdir(parents=True)
     (lib / 'other.safetensors').write_bytes(b'another tool'); (lib / 'notes.txt').write_text('mine')
     before = _snapshot(lib)
@@ -117,7 +118,8 @@ def test_export_into_the_run_folder_leaves_the_run_intact(runs, tmp_path):
     _unchanged(before)
 
 def test_out_file_writes_exactly_that_file_and_its_card(runs, tmp_path):
-    from dreambooth_nb.export import export_lora, OutputError
+    from dreambooth_nb.export import export_lora
+    from dreambooth_nb.outputs import OutputError
     res = run_cli('export', '--run', runs / 'lora', '--format', 'lora', '--out', tmp_path / 'models' / 'olis.safetensors')
     assert res.returncode == 0, res.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / 'models').iterdir()) == ['.dreambooth_nb-export.json', 'olis.md', 'olis.safetensors']
@@ -131,7 +133,8 @@ def test_out_file_writes_exactly_that_file_and_its_card(runs, tmp_path):
 
 def test_re_export_needs_overwrite_and_replaces_only_our_files(runs, tmp_path):
     from safetensors.torch import load_file
-    from dreambooth_nb.export import export_single_file, OutputError
+    from dreambooth_nb.export import export_single_file
+    from dreambooth_nb.outputs import OutputError
     out = export_single_file(runs / 'full', tmp_path / 'sf')
     (out / 'notes.txt').write_text("the user's")
     with pytest.raises(OutputError, match='overwrite=True'): export_single_file(runs / 'full', tmp_path / 'sf')
