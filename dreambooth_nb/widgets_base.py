@@ -56,7 +56,7 @@ STATUS_COLOURS = dict(info='#333333', ok='#1a7f37', warn='#9a6700', error='#cf22
 
 def plain_message(e: BaseException) -> str:
     "What to tell the user about an exception, in words."
-    if isinstance(e, DreamBoothError): return str(e)
+    if isinstance(e, DreamBoothError): return getattr(e, 'panel_message', None) or str(e)   # some errors word their remedy for panels
     if isinstance(e, torch.cuda.OutOfMemoryError) or 'out of memory' in str(e).lower():
         return ("The GPU ran out of memory. Tick gradient checkpointing, set mixed precision to fp16, "
                 "train LoRA, or lower the resolution; then press Resume (or Train).")
