@@ -15,9 +15,11 @@ from .config import ModelError
 from .backbones import tiny_clip_tokenizer
 
 # %% auto #0
-__all__ = ['DINO_DEFAULT', 'CLIP_DEFAULT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CLIP_MEAN', 'CLIP_STD', 'TINY_VIT', 'to_pixels',
-           'Encoder', 'load_image_encoder', 'load_clip', 'embed_images', 'embed_texts', 'mean_pairwise_similarity',
-           'dino', 'clip_i', 'clip_t', 'pres', 'div']
+__all__ = ['DINO_DEFAULT', 'CLIP_DEFAULT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CLIP_MEAN', 'CLIP_STD', 'TINY_VIT', 'SCORES', 'PLOT',
+           'IMAGE_SUFFIXES', 'to_pixels', 'Encoder', 'load_image_encoder', 'load_clip', 'embed_images', 'embed_texts',
+           'mean_pairwise_similarity', 'dino', 'clip_i', 'clip_t', 'pres', 'div', 'generation_key', 'cached_generate',
+           'best_checkpoint', 'overfitting_warning', 'plot_scores', 'instance_images', 'pick_checkpoints',
+           'score_checkpoint', 'EvalResult', 'evaluate_run']
 
 # %% ../nbs/07b_eval.ipynb #4b775de8
 def to_pixels(images, size: int, mean, std) -> torch.Tensor:
@@ -159,3 +161,129 @@ def div(samples, encoder=DINO_DEFAULT) -> float:
         e = embed_images(enc, list(g)); sim = e @ e.T
         scores.append(1 - float(sim[~torch.eye(len(g), dtype=bool)].mean()))
     return float(np.mean(scores)) if scores else float('nan')
+
+# %% ../nbs/07b_eval.ipynb #9fc07747
+import hashlib, io, json, warnings
+from .atomic import atomic_write_bytes, atomic_write_text, write_png
+from .config import ConfigError
+from .rundir import RunLock, read_run_config, read_jsonl
+from .sampling import eval_prompts, generate, sample_settings
+
+# %% ../nbs/07b_eval.ipynb #14dbcd24
+def generation_key(prompt: str, seed: int, settings: dict) -> str:
+    "A file-name-safe key of everything that decides a generated image."
+    keep = {k: settings.get(k) for k in ('num_inference_steps', 'guidance_scale', 'width', 'height', 'scheduler')}
+    return hashlib.sha1(json.dumps([prompt, seed, keep], sort_keys=True).encode()).hexdigest()[:16]
+
+def cached_generate(backbone, prompts, seeds, settings: dict, folder) -> list[Image.Image]:
+    "Images for every (prompt, seed), prompt-major, read from `folder` when rendered before, else generated and saved there."
+    folder, out = Path(folder), {}
+    for p in prompts:
+        paths = {s: folder / f'{generation_key(p, s, settings)}.png' for s in seeds}
+        missing = [s for s in seeds if not paths[s].exists()]
+        if missing:
+            for s, im in zip(missing, generate(backbone, [p], missing, **settings)): write_png(paths[s], im, {'prompt': p, 'seed': str(s)})
+        out.update({(p, s): Image.open(paths[s]).convert('RGB') for s in seeds})
+    return [out[p, s] for p in prompts for s in seeds]
+
+# %% ../nbs/07b_eval.ipynb #9f87ed39
+def best_checkpoint(records: list[dict], tolerance: float = 0.02) -> dict | None:
+    "The record with the highest DINO among those within `tolerance` of the best CLIP-T and of the lowest PRES."
+    if not records: return None
+    top_t, low_p = max(r['clip_t'] for r in records), min(r['pres'] for r in records)
+    ok = [r for r in records if r['clip_t'] >= top_t - tolerance and r['pres'] <= low_p + tolerance]
+    return max(ok, key=lambda r: r['dino'])
+
+def overfitting_warning(records: list[dict], tolerance: float = 0.02) -> str | None:
+    "A sentence when fidelity rises over the steps while prompt fidelity falls or the class drifts."
+    rs = sorted(records, key=lambda r: r['step'])
+    for a, b in itertools.combinations(rs, 2):
+        if b['dino'] > a['dino'] and (b['clip_t'] < a['clip_t'] - tolerance or b['pres'] > a['pres'] + tolerance):
+            return (f"Overfitting: from {a['checkpoint']} to {b['checkpoint']} DINO rose ({a['dino']:.3f} -> {b['dino']:.3f}) while "
+                    f"CLIP-T went {a['clip_t']:.3f} -> {b['clip_t']:.3f} and PRES {a['pres']:.3f} -> {b['pres']:.3f}. Prefer the earlier checkpoint or train fewer steps.")
+    return None
+
+# %% ../nbs/07b_eval.ipynb #20e51c3f
+SCORES, PLOT = 'scores.jsonl', 'scores.png'
+
+def plot_scores(records: list[dict], best: dict | None = None):
+    "A matplotlib figure of each score over the training steps, the best checkpoint marked."
+    import matplotlib; matplotlib.use('Agg', force=False); import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.5)); rs = sorted(records, key=lambda r: r['step'])
+    for k in ('dino', 'clip_i', 'clip_t', 'pres', 'div'): ax.plot([r['step'] for r in rs], [r[k] for r in rs], marker='o', label=k.upper().replace('_', '-'))
+    if best: ax.axvline(best['step'], color='grey', ls='--', label=f"best: {best['checkpoint']}")
+    ax.set_xlabel('step'); ax.set_ylabel('score'); ax.legend(fontsize=7); fig.tight_layout()
+    return fig
+
+def _figure_png(fig) -> bytes:
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100); return buf.getvalue()
+
+# %% ../nbs/07b_eval.ipynb #6927d3ea
+IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.webp', '.bmp'}
+
+def instance_images(cfg) -> list[Image.Image]:
+    "The run's real subject photos (config `instance_data_dir`)."
+    folder = Path(cfg.instance_data_dir or '')
+    files = sorted(p for p in folder.glob('*') if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if not files: raise ConfigError(f"No subject photos in instance_data_dir {folder}: evaluation compares generations with them. Fix instance_data_dir in the run's config.yaml.")
+    return [Image.open(p).convert('RGB') for p in files]
+
+def pick_checkpoints(run, checkpoints='all') -> list[Path]:
+    "Checkpoint folders to score: 'all' (valid ones), 'latest', or names like ['checkpoint-200']."
+    from dreambooth_nb.checkpoint import checkpoint_problem, list_checkpoints, resolve_checkpoint
+    if checkpoints == 'all':
+        found = [p for p in list_checkpoints(run) if checkpoint_problem(p) is None]
+        if not found: raise ConfigError(f"Run {run} has no valid checkpoint to evaluate. Train it first (dreambooth-nb train).")
+        return found
+    names = [checkpoints] if isinstance(checkpoints, str) else list(checkpoints)
+    return [resolve_checkpoint(run, n) for n in names]
+
+# %% ../nbs/07b_eval.ipynb #a93c45df
+def score_checkpoint(images, prompts, class_images, real, groups, dino_enc, clip_enc) -> dict:
+    "The five scores of one checkpoint's generations."
+    return dict(dino=dino(images, real, dino_enc), clip_i=clip_i(images, real, clip_enc), clip_t=clip_t(images, prompts, clip_enc),
+                pres=pres(class_images, real, dino_enc), div=div(groups, dino_enc), n_images=len(images))
+
+def _merge_scores(path: Path, new: list[dict]) -> list[dict]:
+    "Earlier lines of other checkpoints kept, these checkpoints' lines replaced; ordered by step."
+    names = {r['checkpoint'] for r in new}
+    old = [r for r in (read_jsonl(path) if path.exists() else []) if r.get('checkpoint') not in names]
+    return sorted(old + new, key=lambda r: r['step'])
+
+# %% ../nbs/07b_eval.ipynb #8dd57c8f
+@dataclass
+class EvalResult:
+    "What `evaluate_run` found: one record per checkpoint (all scored so far), the pick, a warning, the figure."
+    records: list; best: dict | None; warning: str | None; figure: object; folder: Path
+
+def _evaluate_one(folder, cfg, templates, seeds, steps, dino_enc, clip_enc, real, device) -> dict:
+    from dreambooth_nb.checkpoint import checkpoint_step, load_trained, run_root
+    backbone, _ = load_trained(folder, device=device)
+    settings = sample_settings(cfg, backbone, num_inference_steps=steps)
+    cache = run_root(folder) / 'eval' / 'images' / Path(folder).name
+    prompts = [cfg.fill(t) for t in templates]
+    images = cached_generate(backbone, prompts, seeds, settings, cache)
+    class_images = cached_generate(backbone, [cfg.fill(cfg.class_prompt or 'a photo of {class_name}')], seeds, settings, cache)
+    n = len(seeds); groups = [images[i:i + n] for i in range(0, len(images), n)]
+    scores = score_checkpoint(images, [p for p in prompts for _ in seeds], class_images, real, groups, dino_enc, clip_enc)
+    return dict(checkpoint=Path(folder).name, step=checkpoint_step(folder), **scores, image_encoder=dino_enc.name, clip_model=clip_enc.name,
+                num_inference_steps=settings['num_inference_steps'], images_per_prompt=n, prompts=len(prompts))
+
+# %% ../nbs/07b_eval.ipynb #0ca1bba5
+def evaluate_run(run, checkpoints='all', prompts=None, images_per_prompt: int = 4, num_inference_steps: int | None = None,
+                 image_encoder=DINO_DEFAULT, clip_model=CLIP_DEFAULT, tolerance: float = 0.02, device=None) -> EvalResult:
+    "Score a run's checkpoints (DINO, CLIP-I, CLIP-T, PRES, DIV), write RUN/eval/scores.jsonl and scores.png, and name the best."
+    run = Path(run); cfg = read_run_config(run)
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    folders, real = pick_checkpoints(run, checkpoints), instance_images(cfg)
+    dino_enc, clip_enc = _encoder(image_encoder, load_image_encoder), _encoder(clip_model, load_clip)
+    templates, seeds, out = prompts or eval_prompts(cfg.class_name), list(range(images_per_prompt)), run / 'eval'
+    with RunLock(run, 'eval'):
+        new = [_evaluate_one(f, cfg, templates, seeds, num_inference_steps, dino_enc, clip_enc, real, device) for f in folders]
+        records = _merge_scores(out / SCORES, new)
+        best, warning = best_checkpoint(records, tolerance), overfitting_warning(records, tolerance)
+        fig = plot_scores(records, best)
+        atomic_write_text(out / SCORES, ''.join(json.dumps(r) + '\n' for r in records))
+        atomic_write_bytes(out / PLOT, _figure_png(fig))
+    if warning: warnings.warn(warning)
+    return EvalResult(records, best, warning, fig, out)
