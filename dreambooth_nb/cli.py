@@ -11,6 +11,7 @@ from .config import (DreamBoothError, ConfigError, TrainConfig, PRESETS, LORA_FI
                                   closest_field, coerce_dict, coerce_field, field_docs, field_type, inferred_names, read_yaml,
                                   settings_from_yaml, MAX_SEEDS, parse_seeds)
 from .rundir import RunLock, read_run_config, run_settings
+from .eval_cli import add_eval_parser, cmd_eval
 
 # %% auto #0
 __all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'COMPAT_FLAGS', 'LORA_COMPAT_FLAGS', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'TRAIN_EPILOG',
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument('--accept_other_model', action='store_true', help='Use a bank that another base model generated')
     add_config_flags(pr, only=PRIOR_FIELDS, flag_names=PRIOR_FLAG_NAMES)
     add_sample_parser(sub)
+    add_eval_parser(sub)
     e = sub.add_parser('export', allow_abbrev=False, help='Export a run: a diffusers folder or a LoRA file, checked against the trained model.')
     e.add_argument('--run', required=True, help='Run folder (or a checkpoint folder)')
     e.add_argument('--format', required=True, choices=['diffusers', 'lora', 'single-file'],
@@ -455,7 +457,7 @@ def _fail(message: str, status: int) -> int:
     return status
 
 # %% ../nbs/09_cli.ipynb #d10dd105
-COMMANDS = dict(demo='cmd_demo', tiny='cmd_tiny', train='cmd_train', priors='cmd_priors', sample='cmd_sample', export='cmd_export')
+COMMANDS = dict(demo='cmd_demo', tiny='cmd_tiny', train='cmd_train', priors='cmd_priors', sample='cmd_sample', export='cmd_export', eval='cmd_eval')
 
 def main(argv=None) -> int:
     "Entry point of the `dreambooth-nb` console script."

@@ -45,3 +45,24 @@ def test_second_eval_reuses_generations(run2, monkeypatch):
     assert [r['checkpoint'] for r in res.records] == ['checkpoint-2', 'checkpoint-4']      # the other checkpoint's line kept
     _evaluate(run2, checkpoints='latest', images_per_prompt=3)                            # one new seed per prompt: generated
     assert len(calls) == 3 and hooked                                                    # 2 eval prompts + the class prompt
+
+def test_cli_eval_prints_the_best_and_json(run2):
+    args = ['eval', '--run', run2, '--checkpoints', 'checkpoint-2,checkpoint-4', '--prompts', *PROMPTS, '--images_per_prompt', '2',
+            '--num_inference_steps', '2', '--image_encoder', 'tiny', '--clip_model', 'tiny']
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert 'best: checkpoint-' in res.stdout and 'checkpoint-4' in res.stdout
+    res = run_cli(*args, '--json')
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [r['checkpoint'] for r in out['records']] == ['checkpoint-2', 'checkpoint-4'] and out['best'] in {'checkpoint-2', 'checkpoint-4'}
+
+@pytest.mark.parametrize('extra, needle', [
+    (['--image_encoder', 'nobody-here/not-a-dino'], 'could not be loaded offline'),
+    (['--checkpoints', 'checkpoint-99'], 'checkpoint-99'),
+    (['--images_per_prompt', '0'], 'from 1 to 64')])
+def test_cli_eval_errors_are_one_line(run2, extra, needle):
+    res = run_cli('eval', '--run', run2, '--clip_model', 'tiny', '--prompts', PROMPTS[0], '--images_per_prompt', '1',
+                  '--num_inference_steps', '1', *extra)
+    assert res.returncode == 2 and needle in res.stderr, res.stderr[-2000:]
+    assert 'Traceback' not in res.stderr
