@@ -75,7 +75,21 @@ class PriorsPanel(Panel):
         self.show_bank()
 
     def config(self) -> TrainConfig: return self.form.config()
+    def show_bank(self, folder=None):
+        "The bank's count on the phase line, and a grid of its images (up to `preview_limit`)."
+        try: cfg = self.config()
+        except DreamBoothError: return
+        folder, target = Path(folder or bank_dir(cfg)), cfg.num_class_images
+        n = bank_size(folder)
+        if not self.busy: self.phase.begin('class images in the bank', target, min(n, target), 'image')
+        where = html.escape(str(folder))
+        self.grid_label.value = f'<b>{n} class image(s)</b> in {where}' + (f' (showing {self.preview_limit})' if n > self.preview_limit else '') if n else f'No class images yet in {where}.'
+        if not n: set_image(self.grid, None); return
+        shown = min(n, self.preview_limit)
+        with PLOT_LOCK: set_image(self.grid, figure_png(show_priors(folder, max_images=shown, cols=min(8, shown))))
 
+# %% ../nbs/08b_priors.ipynb #c75092f2
+class PriorsPanel(PriorsPanel):
     def set_busy(self, busy: bool): self.generate_button.disabled, self.stop_button.disabled = busy, not busy
 
     def start(self) -> bool:
@@ -90,8 +104,6 @@ class PriorsPanel(Panel):
         mark_run_dir(cfg)                                       # RUN/priors: the run folder must be one, or Train would refuse it
         with RunLock(cfg.output_dir, command='priors panel'): self.fill(cfg)   # one writer: not while a training runs
 
-# %% ../nbs/08b_priors.ipynb #c75092f2
-class PriorsPanel(PriorsPanel):
     def fill(self, cfg: TrainConfig):
         def progress(done): self.phase.update(done); self.show_bank(folder)
         folder = bank_dir(cfg)
@@ -99,16 +111,3 @@ class PriorsPanel(PriorsPanel):
         self.show_bank(folder)
         if done < target: self.say(f'Stopped with {done} of {target} class images in {folder}; press Generate priors to go on.', 'warn')
         else: self.say(f'The bank holds {target} class images ({folder}); training will use them.', 'ok')
-
-    def show_bank(self, folder=None):
-        "The bank's count on the phase line, and a grid of its images (up to `preview_limit`)."
-        try: cfg = self.config()
-        except DreamBoothError: return
-        folder, target = Path(folder or bank_dir(cfg)), cfg.num_class_images
-        n = bank_size(folder)
-        if not self.busy: self.phase.begin('class images in the bank', target, min(n, target), 'image')
-        where = html.escape(str(folder))
-        self.grid_label.value = f'<b>{n} class image(s)</b> in {where}' + (f' (showing {self.preview_limit})' if n > self.preview_limit else '') if n else f'No class images yet in {where}.'
-        if not n: set_image(self.grid, None); return
-        shown = min(n, self.preview_limit)
-        with PLOT_LOCK: set_image(self.grid, figure_png(show_priors(folder, max_images=shown, cols=min(8, shown))))
