@@ -17,7 +17,8 @@ from .widgets_sample import SamplePanel
 from .widgets_train import TrainPanel, load_tokenizer     # `from dreambooth_nb.widgets import load_tokenizer` keeps working
 
 # %% auto #0
-__all__ = ['EXPORT_FORMATS', 'export_checkpoint', 'where_am_i', 'checkpoint_grid', 'ResultsPanel', 'Studio', 'studio']
+__all__ = ['EXPORT_FORMATS', 'export_checkpoint', 'where_am_i', 'checkpoint_grid', 'checkpoint_card', 'ResultsPanel', 'Studio',
+           'studio']
 
 # %% ../nbs/08e_studio.ipynb #a49b8e47
 EXPORT_FORMATS = {'diffusers folder': ('diffusers', None), 'LoRA (diffusers)': ('lora', 'diffusers'),
@@ -44,6 +45,13 @@ def checkpoint_grid(run, checkpoint: Path) -> Path | None:
     grid = Path(run) / 'samples' / sample_grid_name(step)
     return grid if grid.is_file() else None
 
+# %% ../nbs/08e_studio.ipynb #53650e54
+def checkpoint_card(run, ckpt: Path, on_pick) -> W.VBox:
+    "A checkpoint's gallery card: a button named after it that calls `on_pick()`, over its sample grid (or a note that there is none)."
+    grid = checkpoint_grid(run, ckpt)
+    img = W.Image(format='png', layout=W.Layout(max_width='320px')); set_image(img, grid.read_bytes() if grid else None)
+    return W.VBox([button(ckpt.name, on_pick), img if grid else W.HTML('<i>no sample grid at this step</i>')], layout=W.Layout(margin='0 8px 0 0'))
+
 # %% ../nbs/08e_studio.ipynb #c68063a6
 class ResultsPanel(Panel):
     "The checkpoint gallery (each checkpoint's sample grid), a checkpoint to pick, and Export with the path shown."
@@ -64,8 +72,6 @@ class ResultsPanel(Panel):
                              W.HBox([self.checkpoint, self.format]), W.HBox([self.export_button, self.overwrite]), self.result, self.download)
         self.show(self.run_dir)
 
-    def set_busy(self, busy: bool): self.export_button.disabled = busy
-
     def show(self, run_dir=None):
         "The run's checkpoints, newest last, each with its grid; the newest picked."
         self.run_dir = Path(run_dir or self.run_dir).expanduser()
@@ -76,14 +82,12 @@ class ResultsPanel(Panel):
         if names: self.checkpoint.value = names[0]
         if not self.busy: self.say(f"{len(names)} checkpoint(s) in {self.run_dir}." if names else f"No checkpoints in {self.run_dir} yet: train first.")
 
-    def card(self, ckpt: Path) -> W.VBox:
-        grid = checkpoint_grid(self.run_dir, ckpt)
-        img = W.Image(format='png', layout=W.Layout(max_width='320px')); set_image(img, grid.read_bytes() if grid else None)
-        pick = button(ckpt.name, lambda: setattr(self.checkpoint, 'value', ckpt.name))
-        return W.VBox([pick, img if grid else W.HTML('<i>no sample grid at this step</i>')], layout=W.Layout(margin='0 8px 0 0'))
+    def card(self, ckpt: Path) -> W.VBox: return checkpoint_card(self.run_dir, ckpt, lambda: setattr(self.checkpoint, 'value', ckpt.name))
 
 # %% ../nbs/08e_studio.ipynb #d19f6fd1
 class ResultsPanel(ResultsPanel):
+    def set_busy(self, busy: bool): self.export_button.disabled = busy
+
     def start(self) -> bool:
         if self.busy: return False
         if not self.checkpoint.value: self.say(f"No checkpoint in {self.run_dir} to export: train first.", 'error'); return False
