@@ -19,7 +19,7 @@ __all__ = ['DINO_DEFAULT', 'CLIP_DEFAULT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CLI
            'IMAGE_SUFFIXES', 'to_pixels', 'Encoder', 'load_image_encoder', 'load_clip', 'embed_images', 'embed_texts',
            'mean_pairwise_similarity', 'dino', 'clip_i', 'clip_t', 'pres', 'div', 'generation_key', 'cached_generate',
            'best_checkpoint', 'overfitting_warning', 'plot_scores', 'instance_images', 'pick_checkpoints',
-           'score_checkpoint', 'EvalResult', 'evaluate_run']
+           'score_checkpoint', 'EvalResult', 'evaluate_run', 'EvalCallback']
 
 # %% ../nbs/07b_eval.ipynb #4b775de8
 def to_pixels(images, size: int, mean, std) -> torch.Tensor:
@@ -287,3 +287,45 @@ def evaluate_run(run, checkpoints='all', prompts=None, images_per_prompt: int = 
         atomic_write_bytes(out / PLOT, _figure_png(fig))
     if warning: warnings.warn(warning)
     return EvalResult(records, best, warning, fig, out)
+
+# %% ../nbs/07b_eval.ipynb #328e5405
+from .training import Callback
+from .rundir import checkpoint_name
+
+class EvalCallback(Callback):
+    "Score the model in training every `every` steps on `prompts` (templates) x `seeds`; append to RUN/eval/scores.jsonl."
+    order = 45
+    def __init__(self, run_dir, every: int = 100, prompts=None, seeds=(0, 1), num_inference_steps: int | None = None,
+                 image_encoder=DINO_DEFAULT, clip_model=CLIP_DEFAULT):
+        self.out, self.every, self.templates, self.seeds = Path(run_dir) / 'eval', every, prompts, list(seeds)
+        self.steps, self.encoders, self.records = num_inference_steps, (image_encoder, clip_model), []
+
+    def before_fit(self):
+        t = self.trainer; self.last_step = t.step
+        if t.is_main:
+            self.real, cls = instance_images(t.cfg), t.cfg.class_name
+            self.templates = self.templates or eval_prompts(cls)[:3]
+            self.dino, self.clip = _encoder(self.encoders[0], load_image_encoder), _encoder(self.encoders[1], load_clip)
+
+    def score_now(self) -> dict:
+        "Generate the prompts and the class prompt with the model as it is now, and score them."
+        t, cfg = self.trainer, self.trainer.cfg
+        settings = sample_settings(cfg, t.backbone, num_inference_steps=self.steps)
+        prompts, n = [cfg.fill(p) for p in self.templates], len(self.seeds)
+        with t.all_on_device():
+            images = generate(t.backbone, prompts, self.seeds, **settings)
+            class_images = generate(t.backbone, [cfg.fill(cfg.class_prompt or 'a photo of {class_name}')], self.seeds, **settings)
+        scores = score_checkpoint(images, [p for p in prompts for _ in self.seeds], class_images, self.real,
+                                  [images[i:i + n] for i in range(0, len(images), n)], self.dino, self.clip)
+        return dict(checkpoint=checkpoint_name(t.step), step=t.step, **scores, image_encoder=self.dino.name, clip_model=self.clip.name,
+                    num_inference_steps=settings['num_inference_steps'], images_per_prompt=n, prompts=len(prompts), during='training')
+
+    def record(self):
+        t = self.trainer
+        if not t.is_main or t.step == self.last_step: return
+        self.last_step = t.step; rec = self.score_now(); self.records.append(rec)
+        atomic_write_text(self.out / SCORES, ''.join(json.dumps(r) + '\n' for r in _merge_scores(self.out / SCORES, [rec])))
+
+    def after_step(self):
+        if self.trainer.step % self.every == 0: self.record()
+    def after_fit(self): self.record()

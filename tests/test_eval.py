@@ -66,3 +66,15 @@ def test_cli_eval_errors_are_one_line(run2, extra, needle):
                   '--num_inference_steps', '1', *extra)
     assert res.returncode == 2 and needle in res.stderr, res.stderr[-2000:]
     assert 'Traceback' not in res.stderr
+
+def test_eval_callback_appends_scores_while_training(tmp_path):
+    from dreambooth_nb.eval import EvalCallback
+    from dreambooth_nb.load import tiny
+    from dreambooth_nb.run import demo_config, train
+    run = tmp_path / 'cb'
+    tiny('sd15').save_pretrained(tmp_path / 'base')
+    cb = EvalCallback(run, every=2, prompts=PROMPTS[:1], seeds=(0, 1), num_inference_steps=2, image_encoder='tiny', clip_model='tiny')
+    train(demo_config(run, pretrained_model_name_or_path=str(tmp_path / 'base'), max_train_steps=4, checkpointing_steps=100, mode='lora', rank=2, num_class_images=2, validation_steps=100,
+                      num_validation_images=1, prior_num_inference_steps=2, num_inference_steps=2), callbacks=[cb])
+    lines = [json.loads(l) for l in (run / 'eval' / 'scores.jsonl').read_text().splitlines()]
+    assert [(l['step'], l['during'], l['n_images']) for l in lines] == [(2, 'training', 2), (4, 'training', 2)]
