@@ -14,7 +14,7 @@ from .config import ConfigError, TrainConfig
 from .training import Callback
 
 # %% auto #0
-__all__ = ['EVAL_PROMPTS', 'LIVE_CLASSES', 'check_size', 'SamplingStopped', 'generate', 'reference_images', 'set_lora_scale',
+__all__ = ['EVAL_PROMPTS', 'LIVE_CLASSES', 'check_size', 'SamplingStopped', 'reference_images', 'generate', 'set_lora_scale',
            'wrap_label', 'image_grid', 'save_png', 'compare_grid', 'eval_prompts', 'sample_settings', 'default_prompts',
            'Samples', 'sample_images', 'sample_run', 'log_grid', 'SampleCallback']
 
@@ -40,6 +40,22 @@ def _step_callback(pipe, done, total, steps, on_progress, should_stop) -> dict:
         if should_stop and should_stop(): raise SamplingStopped(list(done))
         return tensors
     return dict(callback_on_step_end=on_step_end)
+
+# %% ../nbs/06_sampling.ipynb #55ff7663
+def reference_images(backbone, images) -> list[Image.Image] | None:
+    "Reference images (paths or PIL) checked against what `backbone` accepts; None when there are none."
+    if not images: return None
+    limit, recommended = getattr(backbone, 'max_references', 0), getattr(backbone, 'recommended_references', 0)
+    if not limit:
+        raise ConfigError(f"This {backbone.family or 'model'} backbone takes no reference images; only FLUX.2 klein samples from "
+                          f"references. Drop --ref, or train on a FLUX.2 klein base model.")
+    if len(images) > limit:
+        raise ConfigError(f"{len(images)} reference images given; {backbone.family} takes at most {limit}.")
+    if len(images) > recommended:
+        warnings.warn(f"{len(images)} reference images: {backbone.family} is specified for up to {recommended}; "
+                      f"more may work but lower quality or speed.", stacklevel=2)
+    from dreambooth_nb.data import load_image
+    return [img.convert('RGB') if isinstance(img, Image.Image) else load_image(img) for img in images]
 
 # %% ../nbs/06_sampling.ipynb #b0c7e1a1
 def generate(backbone, prompts, seeds=(0,), num_inference_steps: int = 25, guidance_scale: float = 7.5,
@@ -68,22 +84,6 @@ def generate(backbone, prompts, seeds=(0,), num_inference_steps: int = 25, guida
         for k, m in backbone.modules().items(): m.train(modes[k])
     return images
 
-# %% ../nbs/06_sampling.ipynb #55ff7663
-def reference_images(backbone, images) -> list[Image.Image] | None:
-    "Reference images (paths or PIL) checked against what `backbone` accepts; None when there are none."
-    if not images: return None
-    limit, recommended = getattr(backbone, 'max_references', 0), getattr(backbone, 'recommended_references', 0)
-    if not limit:
-        raise ConfigError(f"This {backbone.family or 'model'} backbone takes no reference images; only FLUX.2 klein samples from "
-                          f"references. Drop --ref, or train on a FLUX.2 klein base model.")
-    if len(images) > limit:
-        raise ConfigError(f"{len(images)} reference images given; {backbone.family} takes at most {limit}.")
-    if len(images) > recommended:
-        warnings.warn(f"{len(images)} reference images: {backbone.family} is specified for up to {recommended}; "
-                      f"more may work but lower quality or speed.", stacklevel=2)
-    from dreambooth_nb.data import load_image
-    return [img.convert('RGB') if isinstance(img, Image.Image) else load_image(img) for img in images]
-
 # %% ../nbs/06_sampling.ipynb #af51d422
 def set_lora_scale(backbone, scale: float) -> int:
     "Scale every peft LoRA layer of the backbone's modules; returns how many layers were scaled."
@@ -108,6 +108,7 @@ def wrap_label(text, width: int, font=None) -> list[str]:
         else: line = f'{line} {word}'.strip()
     return lines + [line] if line or not lines else lines
 
+# %% ../nbs/06_sampling.ipynb #ede921b3
 def image_grid(images, rows: int, cols: int, row_labels=None, col_labels=None, label_height: int = 14) -> Image.Image:
     "Paste `images` (row-major) into a grid, with labels (wrapped, never cut) above each column and each row."
     w, h = images[0].size
