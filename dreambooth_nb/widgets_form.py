@@ -62,6 +62,7 @@ class DecimalText(W.Text):
         "The field's value (`ConfigError` naming the field for text that is not a number)."
         return coerce_field(self.field, self.value.strip() or 'none', 'the form')
 
+# %% ../nbs/08a_form.ipynb #908b31dc
 def field_widget(name: str, value) -> W.Widget:
     "An input widget for one `TrainConfig` field, its doc as tooltip."
     kw = dict(tooltip=field_docs()[name], layout=W.Layout(width='28em'))
@@ -166,12 +167,12 @@ class ConfigForm:
     def box(self, names, title: str | None = None) -> W.VBox:
         return W.VBox(([W.HTML(f'<b>{html.escape(title)}</b>')] if title else []) + [self.row(n) for n in names])
 
+# %% ../nbs/08a_form.ipynb #6e572ecf
+class ConfigForm(ConfigForm):
     def advanced(self, names=None) -> W.Accordion:
         "Every other field, collapsed."
         return W.Accordion(children=[self.box(names or advanced_fields())], titles=('Advanced',), selected_index=None)
 
-# %% ../nbs/08a_form.ipynb #6e572ecf
-class ConfigForm(ConfigForm):
     def picker(self) -> W.HBox:
         "The preset dropdown: choosing one fills the form (run and photo folders kept)."
         dd = W.Dropdown(options=[KEEP, *PRESETS], value=KEEP, layout=W.Layout(width='20em'))
