@@ -15,7 +15,7 @@ from .training import plot_loss
 
 # %% auto #0
 __all__ = ['PLOT_LOCK', 'STATUS_COLOURS', 'figure_png', 'loss_png', 'thumbnail_png', 'closing_new_figures', 'set_image',
-           'plain_message', 'status_html', 'clock', 'rate_text', 'gpu_memory_text', 'PhaseView',
+           'plain_message', 'status_html', 'clock', 'rate_text', 'gpu_memory_text', 'phase_text', 'PhaseView',
            'stop_jobs_on_interrupt', 'button', 'free_memory', 'Panel']
 
 # %% ../nbs/08_widgets.ipynb #00f921ad
@@ -37,6 +37,7 @@ def thumbnail_png(path, size: int = 96) -> bytes:
     "A thumbnail of an image file (EXIF-upright RGB), at most `size` px on its long side."
     img = load_image(path); img.thumbnail((size, size)); return png_bytes(img)
 
+# %% ../nbs/08_widgets.ipynb #59bb3944
 @contextlib.contextmanager
 def closing_new_figures():
     "Close every pyplot figure opened inside the block (e.g. by `train`'s loss.png)."
@@ -82,6 +83,14 @@ def gpu_memory_text() -> str:
     if not torch.cuda.is_available(): return ''
     return f'GPU {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB peak'
 
+def phase_text(name: str, done: int, total: int, unit: str, done0: int, elapsed: float) -> str:
+    "The phase line: name, count, elapsed, rate and ETA (from the rate since the phase began at `done0`), GPU memory."
+    parts = [f'<b>{html.escape(name)}</b>'] + ([f'{done}/{total} {unit}s'] if total else []) + [f'{clock(elapsed)} elapsed']
+    rate = (done - done0) / elapsed if elapsed > 0 and done > done0 else None
+    if rate: parts.append(rate_text(rate, unit))
+    if rate and total: parts.append(f'ETA {clock((total - done) / rate)}')
+    return ' · '.join(parts + ([gpu_memory_text()] if gpu_memory_text() else []))
+
 # %% ../nbs/08_widgets.ipynb #6c1ac639
 class PhaseView(W.HBox):
     "The running phase: name, its own bar and count, elapsed time, rate, ETA and GPU memory."
@@ -101,14 +110,7 @@ class PhaseView(W.HBox):
         self.done, self.total = done, self.total if total is None else total
         self.render()
 
-    def text(self) -> str:
-        elapsed, parts = self.now() - self.t0, [f'<b>{html.escape(self.name)}</b>']
-        if self.total: parts.append(f'{self.done}/{self.total} {self.unit}s')
-        parts.append(f'{clock(elapsed)} elapsed')
-        rate = (self.done - self.done0) / elapsed if elapsed > 0 and self.done > self.done0 else None
-        if rate: parts.append(rate_text(rate, self.unit))
-        if rate and self.total: parts.append(f'ETA {clock((self.total - self.done) / rate)}')
-        return ' · '.join(parts + ([gpu_memory_text()] if gpu_memory_text() else []))
+    def text(self) -> str: return phase_text(self.name, self.done, self.total, self.unit, self.done0, self.now() - self.t0)
 
     def render(self):
         self.bar.max = max(self.total, 1)
@@ -123,6 +125,12 @@ class PhaseView(W.HBox):
 # %% ../nbs/08_widgets.ipynb #7bcbb3a0
 _RUNNING_PANELS = weakref.WeakSet()       # panels with a job running: Kernel -> Interrupt stops them
 _PREVIOUS_SIGINT = {}
+
+def _run_job(panel, job, args):
+    "A panel job's thread: its errors shown on the panel; the panel not busy and its phase line final at the end."
+    try: job(*args)
+    except Exception as e: panel.show_error(e)
+    finally: _RUNNING_PANELS.discard(panel); panel.set_busy(False); panel.phase.end()
 
 def _stop_running_jobs(signum, frame):
     for panel in list(_RUNNING_PANELS): panel.request_stop()
@@ -185,7 +193,6 @@ class Panel(Panel):
     def busy(self) -> bool: return self.thread is not None and self.thread.is_alive()
 
     def set_busy(self, busy: bool): "Enable/disable buttons (subclasses)."
-
     def request_stop(self):
         "Ask the running job to stop at its next safe point (Stop button, Kernel → Interrupt)."
         if self.busy: self.stop_requested.set(); self.say(f'Stopping {self.job_name}…', 'warn')
@@ -196,12 +203,8 @@ class Panel(Panel):
         "Run `job(*args)` in a daemon thread, its errors shown in the status area; False if a job is running."
         if self.busy: self.say(f'Still working on {self.job_name}: wait for it to finish, or press Stop.', 'warn'); return False
         self.details.layout.display = 'none'; self.stop_requested.clear(); stop_jobs_on_interrupt()
-        def target():
-            try: job(*args)
-            except Exception as e: self.show_error(e)
-            finally: _RUNNING_PANELS.discard(self); self.set_busy(False); self.phase.end()
         self.set_busy(True); _RUNNING_PANELS.add(self)
-        self.thread = threading.Thread(target=target, daemon=True, name=f'dreambooth-{type(self).__name__}')
+        self.thread = threading.Thread(target=_run_job, args=(self, job, args), daemon=True, name=f'dreambooth-{type(self).__name__}')
         self.thread.start()
         threading.Thread(target=self._tick, daemon=True).start()
         return True
