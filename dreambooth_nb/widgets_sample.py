@@ -62,13 +62,6 @@ class SamplePanel(Panel):
                              self.base_model, W.HBox([self.checkpoint, button('Refresh', lambda: self.refresh(), icon='refresh')]),
                              self.which, W.HBox([self.generate_button, self.stop_button]), self.grid)
         self.set_run_dir(run_dir or TrainConfig().output_dir)
-
-    def set_busy(self, busy: bool): self.generate_button.disabled, self.stop_button.disabled = busy, not busy
-
-    def release(self):
-        "Let go of the loaded models (the studio does this when training starts, to give it the GPU memory)."
-        self.models = {}; free_memory()
-
     def run_config(self) -> TrainConfig | None:
         return read_run_config(self.run_dir) if (self.run_dir / 'config.yaml').is_file() else None
 
@@ -138,6 +131,12 @@ class SamplePanel(SamplePanel):
 
 # %% ../nbs/08d_sample.ipynb #491ce2a2
 class SamplePanel(SamplePanel):
+    def set_busy(self, busy: bool): self.generate_button.disabled, self.stop_button.disabled = busy, not busy
+
+    def release(self):
+        "Let go of the loaded models (the studio does this when training starts, to give it the GPU memory)."
+        self.models = {}; free_memory()
+
     def generate_job(self, req: dict):
         images, labels, cfg, stopped = [], [], self.config(), False
         for which in req['which']:
