@@ -73,6 +73,8 @@ class PanelCallback(Callback):
     def check_stop(self):
         if self.stop_requested.is_set(): self.stopped = True; raise CancelFitException()
 
+# %% ../nbs/08c_train.ipynb #07324db5
+class PanelCallback(PanelCallback):
     def before_fit(self):
         t = self.trainer
         self.step, self.total, self.run_dir = t.step, t.max_steps, Path(t.cfg.output_dir)
