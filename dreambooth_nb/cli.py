@@ -16,7 +16,8 @@ from .eval_cli import add_eval_parser, cmd_eval
 # %% auto #0
 __all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'COMPAT_FLAGS', 'LORA_COMPAT_FLAGS', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'TRAIN_EPILOG',
            'ERRNO_MEANING', 'OOM_ADVICE', 'COMMANDS', 'add_config_flags', 'add_compat_flags', 'pop_compat_notices',
-           'add_sample_parser', 'build_parser', 'parse', 'given_settings', 'config_from_args', 'check_inputs_given',
+           'add_sample_parser', 'add_demo_parser', 'add_tiny_parser', 'add_train_parser', 'add_priors_parser',
+           'add_export_parser', 'build_parser', 'parse', 'given_settings', 'config_from_args', 'check_inputs_given',
            'validation_steps_for_epochs', 'apply_validation_epochs', 'cmd_demo', 'cmd_tiny', 'train_config',
            'cmd_train', 'cmd_priors', 'writable_dir', 'cmd_sample', 'cmd_export', 'describe_os_error', 'main']
 
@@ -187,18 +188,22 @@ train_dreambooth_lora_flux2_klein.py is accepted: honoured where the feature exi
 says what happens instead. --guidance_scale is the sample grids' classifier-free guidance (in the klein script it is a
 training-time guidance embedding, which klein does not have)."""
 
-# %% ../nbs/09_cli.ipynb #a9053bf9
-def build_parser() -> argparse.ArgumentParser:
-    "The `dreambooth-nb` parser with its subcommands."
-    p = argparse.ArgumentParser(prog='dreambooth-nb', allow_abbrev=False, description='Notebook-first DreamBooth: personalize a text-to-image model from a few photos.')
-    sub = p.add_subparsers(dest='command', required=True)
+# %% ../nbs/09_cli.ipynb #340224b3
+def add_demo_parser(sub):
+    "`dreambooth-nb demo`: the whole loop on a tiny model and the bundled dog."
     d = sub.add_parser('demo', allow_abbrev=False, help='Run the whole DreamBooth loop on a tiny model and the bundled dog photos (CPU, about a minute).')
     d.add_argument('--out', default='dreambooth-demo', help='Run folder to write (default: ./dreambooth-demo)')
     d.add_argument('--overwrite', action='store_true', help="Write into a non-empty folder that is not a run, or restart an existing run")
     d.add_argument('--max_train_steps', type=_positive_int('--max_train_steps'), default=None, help='Override the demo preset (300 steps)')
+
+def add_tiny_parser(sub):
+    "`dreambooth-nb tiny`: a tiny random-weight backbone as a diffusers folder."
     t = sub.add_parser('tiny', allow_abbrev=False, help='Write a tiny random-weight backbone as a diffusers folder (for tests and experiments).')
     t.add_argument('--family', default='sd15', help='sd15 (epsilon), sd21 (v-prediction), sdxl or flux2-klein; sd15-small / sd21-small for the benchmark size')
     t.add_argument('--out', required=True, help='Folder to write')
+
+def add_train_parser(sub):
+    "`dreambooth-nb train`: a preset, a YAML config and the diffusers scripts' flags."
     tr = sub.add_parser('train', allow_abbrev=False, help='Train DreamBooth from a YAML config and/or train_dreambooth.py-style flags.',
                         description='Train DreamBooth from a YAML config and/or the flags of diffusers\' DreamBooth scripts.',
                         epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -206,12 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument('--preset', choices=sorted(PRESETS), help='Start from a named preset')
     tr.add_argument('--overwrite', action='store_true', help='Write into a non-empty folder that is not a run')
     add_config_flags(tr); add_compat_flags(tr)
+
+# %% ../nbs/09_cli.ipynb #169e218d
+def add_priors_parser(sub):
+    "`dreambooth-nb priors`: the config fields of a class bank."
     pr = sub.add_parser('priors', allow_abbrev=False, help='Generate or top up a class-prior image bank (resumable, seeded, with a manifest).')
     pr.add_argument('--config', help='YAML config to take the fields from')
     pr.add_argument('--accept_other_model', action='store_true', help='Use a bank that another base model generated')
     add_config_flags(pr, only=PRIOR_FIELDS, flag_names=PRIOR_FLAG_NAMES)
-    add_sample_parser(sub)
-    add_eval_parser(sub)
+
+def add_export_parser(sub):
+    "`dreambooth-nb export`: a checkpoint as a diffusers folder, a LoRA or one file."
     e = sub.add_parser('export', allow_abbrev=False, help='Export a run: a diffusers folder or a LoRA file, checked against the trained model.')
     e.add_argument('--run', required=True, help='Run folder (or a checkpoint folder)')
     e.add_argument('--format', required=True, choices=['diffusers', 'lora', 'single-file'],
@@ -224,6 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--lora_format', default='diffusers', choices=['diffusers', 'kohya'], help='LoRA key layout: diffusers, or kohya (A1111/ComfyUI)')
     e.add_argument('--rank', type=_ranged(int, '--rank', 1, MAX_RANK, "a LoRA rank above a layer's smallest dimension adds nothing"), default=None,
                    help=f'Rank of a LoRA extracted from a full fine-tune (1-{MAX_RANK}; default: the run\'s rank)')
+
+# %% ../nbs/09_cli.ipynb #a9053bf9
+def build_parser() -> argparse.ArgumentParser:
+    "The `dreambooth-nb` parser with its subcommands."
+    p = argparse.ArgumentParser(prog='dreambooth-nb', allow_abbrev=False, description='Notebook-first DreamBooth: personalize a text-to-image model from a few photos.')
+    sub = p.add_subparsers(dest='command', required=True)
+    add_demo_parser(sub); add_tiny_parser(sub); add_train_parser(sub); add_priors_parser(sub)
+    add_sample_parser(sub)
+    add_eval_parser(sub)
+    add_export_parser(sub)
     return p
 
 # %% ../nbs/09_cli.ipynb #6de4efa7
