@@ -351,6 +351,17 @@ def _summary(run: Path, seconds: float) -> str:
              f"  samples/        {', '.join(p.name for p in sorted((run / 'samples').glob('*.png')))} (fixed-seed grids)"]
     return '\n'.join(lines)
 
+# %% ../nbs/09_cli.ipynb #3ba9e778
+def _stop_status(trainer, run_dir) -> int:
+    "0, or 128 + the signal that stopped training (after saying how to continue)."
+    from dreambooth_nb.run import stopped_by_signal
+    sig = stopped_by_signal(trainer)
+    if sig is None: return 0
+    if trainer.is_main:
+        print(f"Stopped at step {trainer.step} by {signal.Signals(sig).name}; the checkpoint is saved. Continue with: "
+              f"dreambooth-nb train --config {Path(run_dir) / 'config.yaml'} --resume_from_checkpoint latest")
+    return 128 + sig
+
 def cmd_demo(args) -> int:
     from dreambooth_nb.run import demo
     t0 = time.time()
@@ -366,6 +377,7 @@ def cmd_tiny(args) -> int:
     print(f"Wrote a tiny {args.family} backbone (random weights) to {path}; load it with diffusers' DiffusionPipeline.from_pretrained('{path}').")
     return 0
 
+# %% ../nbs/09_cli.ipynb #7d25074d
 def train_config(args, given: dict) -> TrainConfig:
     "The config `train` runs: `given` settings, --validation_epochs applied, validated, model and photos present."
     from dreambooth_nb.config import validate
@@ -382,16 +394,6 @@ def cmd_train(args) -> int:
     trainer = train(cfg, overwrite=args.overwrite)
     if trainer.is_main: print(_summary(Path(cfg.output_dir), time.time() - t0))   # once, under accelerate launch too
     return _stop_status(trainer, cfg.output_dir)
-
-def _stop_status(trainer, run_dir) -> int:
-    "0, or 128 + the signal that stopped training (after saying how to continue)."
-    from dreambooth_nb.run import stopped_by_signal
-    sig = stopped_by_signal(trainer)
-    if sig is None: return 0
-    if trainer.is_main:
-        print(f"Stopped at step {trainer.step} by {signal.Signals(sig).name}; the checkpoint is saved. Continue with: "
-              f"dreambooth-nb train --config {Path(run_dir) / 'config.yaml'} --resume_from_checkpoint latest")
-    return 128 + sig
 
 # %% ../nbs/09_cli.ipynb #f9e49a72
 def cmd_priors(args) -> int:
