@@ -269,6 +269,7 @@ def _implied_mode(args, before: dict) -> dict:
     if before['mode'] != 'lora': warnings.warn(f"{', '.join(lora)} given, but mode={before['mode']} (from the preset or config file): the LoRA flags are unused")
     return {}
 
+# %% ../nbs/09_cli.ipynb #889bacce
 def given_settings(args) -> dict:
     "The fields the preset, the YAML file and the flags set (later ones winning), with what they imply."
     given = dict(PRESETS[args.preset]) if getattr(args, 'preset', None) else {}
