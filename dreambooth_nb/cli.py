@@ -62,8 +62,7 @@ def add_config_flags(parser: argparse.ArgumentParser, only=None, flag_names: dic
 _NO_PRODIGY = 'ignored: there is no Prodigy optimizer here (AdamW is used)'
 _NO_HUB_DATASET = 'not supported: Hub datasets are not downloaded; save the images to a folder and pass --instance_data_dir'
 _UNIFORM_T = "ignored: timesteps are drawn as with the scripts' default (weighting_scheme none)"
-COMPAT_FLAGS = {  # flag: (nargs, what happens instead)
-    # train_dreambooth.py
+_DREAMBOOTH_FLAGS = {  # train_dreambooth.py -- flag: (nargs, what happens instead)
     'revision': (None, "ignored: download that revision (`hf download ID --revision R --local-dir DIR`) and pass the folder"),
     'variant': (None, 'ignored: weights are loaded as stored and trained in the mixed_precision you choose'),
     'tokenizer_name': (None, "ignored: the model folder's own tokenizer is used"),
@@ -82,7 +81,10 @@ COMPAT_FLAGS = {  # flag: (nargs, what happens instead)
     'validation_images': ('+', 'ignored: only image-conditioned pipelines use them'),
     'class_labels_conditioning': (None, 'ignored: only DeepFloyd IF uses it'),
     'validation_scheduler': (None, 'sample grids use DPM-Solver++'),
-    # train_dreambooth_lora.py and train_dreambooth_lora_sdxl.py
+}
+
+# %% ../nbs/09_cli.ipynb #7756abf1
+_LORA_SCRIPT_FLAGS = {  # train_dreambooth_lora.py and train_dreambooth_lora_sdxl.py
     'lora_dropout': (None, 'not available: LoRA layers train without dropout (the scripts\' default, 0.0)'),
     'use_dora': (0, 'not available: plain LoRA is trained'),
     'image_interpolation_mode': (None, 'images are resized with Lanczos'),
@@ -100,7 +102,10 @@ COMPAT_FLAGS = {  # flag: (nargs, what happens instead)
                         "(1e-4 for LoRA), not Prodigy's 1.0"),
     'prodigy_beta3': (None, _NO_PRODIGY), 'prodigy_decouple': (None, _NO_PRODIGY),
     'prodigy_use_bias_correction': (None, _NO_PRODIGY), 'prodigy_safeguard_warmup': (None, _NO_PRODIGY),
-    # train_dreambooth_lora_flux2_klein.py
+}
+
+# %% ../nbs/09_cli.ipynb #3fb4f104
+_KLEIN_AND_ADVANCED_FLAGS = {  # train_dreambooth_lora_flux2_klein.py
     'bnb_quantization_config_path': (None, 'not supported: the base model is loaded unquantised, in --mixed_precision'),
     'do_fp8_training': (0, 'not supported: training runs in --mixed_precision (bf16 for FLUX.2 klein)'),
     'max_sequence_length': (None, "ignored: prompts use the model's own length (512 tokens for FLUX.2 klein)"),
@@ -121,6 +126,7 @@ COMPAT_FLAGS = {  # flag: (nargs, what happens instead)
     'crops_coords_top_left_w': (None, "ignored: SDXL's crop time ids are (0, 0), as for the square crops trained"),
     'remote_text_encoder': (0, 'ignored: prompts are encoded locally, once, before training'),
 }
+COMPAT_FLAGS = {**_DREAMBOOTH_FLAGS, **_LORA_SCRIPT_FLAGS, **_KLEIN_AND_ADVANCED_FLAGS}   # flag: (nargs, what happens instead)
 LORA_COMPAT_FLAGS = ('lora_dropout', 'use_dora')   # LoRA-only flags: given without --mode, they mean mode=lora too
 
 # %% ../nbs/09_cli.ipynb #5075a275
