@@ -1019,4 +1019,6 @@ d = { 'settings': { 'branch': 'main',
                                              'dreambooth_nb.widgets_train.newest_sample': ( 'train.html#newest_sample',
                                                                                             'dreambooth_nb/widgets_train.py'),
                                              'dreambooth_nb.widgets_train.scan_instance_images': ( 'train.html#scan_instance_images',
-                                                                                                   'dreambooth_nb/widgets_train.py')}}}
+                                                                                                   'dreambooth_nb/widgets_train.py'),
+                                             'dreambooth_nb.widgets_train.train_form_rows': ( 'train.html#train_form_rows',
+                                                                                              'dreambooth_nb/widgets_train.py')}}}

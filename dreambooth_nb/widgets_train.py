@@ -21,7 +21,7 @@ from .widgets_priors import bank_dir, bank_size, fill_bank, mark_run_dir
 
 # %% auto #0
 __all__ = ['scan_instance_images', 'load_tokenizer', 'identifier_suggestions', 'PanelCallback', 'CheckpointPhase',
-           'newest_sample', 'check_fresh_start', 'check_can_resume', 'TrainPanel']
+           'newest_sample', 'check_fresh_start', 'check_can_resume', 'train_form_rows', 'TrainPanel']
 
 # %% ../nbs/08c_train.ipynb #92104c38
 def scan_instance_images(folder) -> tuple[list[Path], list[str]]:
@@ -138,6 +138,16 @@ def check_can_resume(run_dir) -> Path:
     if ckpt is None: raise CheckpointError(f"There is no valid checkpoint in {run_dir} to resume from. Press Train to start this run.")
     return ckpt
 
+# %% ../nbs/08c_train.ipynb #1c58738f
+def train_form_rows(panel) -> list:
+    "The form under the Train panel's buttons, in sections: model, subject (photos and the identifier check), priors, training, run folder."
+    f = panel.form
+    check = button('Check identifier', lambda: panel.check_identifier(), icon='search')
+    subject = W.VBox([f.box(TRAIN_FIELDS['subject'][:1], 'Subject'), panel.thumbs, panel.photo_notes,
+                      W.HBox([f.row('identifier'), check]), panel.identifier_notes, panel.suggestions, f.box(TRAIN_FIELDS['subject'][2:])])
+    return [f.box(TRAIN_FIELDS['model'], 'Model'), subject, f.box(TRAIN_FIELDS['priors'], 'Prior preservation'),
+            f.box(TRAIN_FIELDS['training'], 'Training'), f.box(TRAIN_FIELDS['run'], 'Run folder')]
+
 # %% ../nbs/08c_train.ipynb #fff54924
 class TrainPanel(Panel):
     "A form over TrainConfig and a view of its run: phases, loss plot, newest samples, Train / Stop / Resume."
@@ -165,28 +175,9 @@ class TrainPanel(Panel):
         for name in ('learning_rate', 'mode'): self.form[name].observe(lambda _: self.show_notes(), 'value')
         self.show_photos(); self.show_run()
 
-    def form_rows(self) -> list:
-        f = self.form
-        check = button('Check identifier', lambda: self.check_identifier(), icon='search')
-        subject = W.VBox([f.box(TRAIN_FIELDS['subject'][:1], 'Subject'), self.thumbs, self.photo_notes,
-                          W.HBox([f.row('identifier'), check]), self.identifier_notes, self.suggestions, f.box(TRAIN_FIELDS['subject'][2:])])
-        return [f.box(TRAIN_FIELDS['model'], 'Model'), subject, f.box(TRAIN_FIELDS['priors'], 'Prior preservation'),
-                f.box(TRAIN_FIELDS['training'], 'Training'), f.box(TRAIN_FIELDS['run'], 'Run folder')]
+    def form_rows(self) -> list: return train_form_rows(self)
 
     def config(self) -> TrainConfig: return self.form.config(resume_from_checkpoint=None)
-
-    def set_busy(self, busy: bool):
-        self.train_button.disabled = self.resume_button.disabled = busy
-        self.stop_button.disabled = not busy
-
-    def request_stop(self):
-        "Stop at the next safe point (a step boundary, a batch of class images); a checkpoint is saved on the way out."
-        if not self.busy: self.say('Nothing is running.'); return
-        super().request_stop()
-        if self.callback is not None: self.callback.request_stop()
-        self.say(f'Stopping after the current {"step" if self.phase.name == "training" else self.phase.name}; what is done is kept…', 'warn')
-
-    stop = request_stop
 
 # %% ../nbs/08c_train.ipynb #6afe7f30
 class TrainPanel(TrainPanel):
@@ -246,6 +237,21 @@ class TrainPanel(TrainPanel):
         words = identifier_suggestions(tok, cfg.pretrained_model_name_or_path, n)
         self.suggestions.children = ([W.HTML('rare words:&nbsp;')] + [button(w, lambda w=w: pick(w)) for w in words]) if words else \
             [W.HTML('<i>The tiny test model knows only a few words; rare-word suggestions come with a real base model.</i>')]
+
+# %% ../nbs/08c_train.ipynb #96ddec66
+class TrainPanel(TrainPanel):
+    def set_busy(self, busy: bool):
+        self.train_button.disabled = self.resume_button.disabled = busy
+        self.stop_button.disabled = not busy
+
+    def request_stop(self):
+        "Stop at the next safe point (a step boundary, a batch of class images); a checkpoint is saved on the way out."
+        if not self.busy: self.say('Nothing is running.'); return
+        super().request_stop()
+        if self.callback is not None: self.callback.request_stop()
+        self.say(f'Stopping after the current {"step" if self.phase.name == "training" else self.phase.name}; what is done is kept…', 'warn')
+
+    stop = request_stop
 
 # %% ../nbs/08c_train.ipynb #035589c8
 class TrainPanel(TrainPanel):
