@@ -10,7 +10,7 @@ from pathlib import Path
 from .config import (DreamBoothError, ConfigError, TrainConfig, PRESETS, LORA_FIELDS, MAX_RESOLUTION, MAX_RANK,
                                   closest_field, coerce_dict, coerce_field, field_docs, field_type, inferred_names, read_yaml,
                                   settings_from_yaml, MAX_SEEDS, parse_seeds)
-from .rundir import RunLock, read_run_config, run_settings
+from .rundir import CONFIG_FILE, METRICS_FILE, RunLock, read_run_config, run_settings
 from .eval_cli import add_eval_parser, cmd_eval
 
 # %% auto #0
@@ -347,9 +347,9 @@ def _final_lines(run: Path) -> list[str]:
 def _summary(run: Path, seconds: float) -> str:
     from dreambooth_nb.rundir import read_metrics
     from dreambooth_nb.checkpoint import list_checkpoints
-    m = read_metrics(run / 'metrics.jsonl')
+    m = read_metrics(run / METRICS_FILE)
     lines = [f"Done in {seconds:.0f} s. Run folder: {run}",
-             f"  config.yaml     the exact config; re-run with: dreambooth-nb train --config {run / 'config.yaml'}",
+             f"  config.yaml     the exact config; re-run with: dreambooth-nb train --config {run / CONFIG_FILE}",
              f"  metrics.jsonl   {len(m)} steps, loss {m[0]['loss']:.3f} -> {m[-1]['loss']:.3f}" if m else "  metrics.jsonl   (no steps)",
              f"  loss.png        the loss curve",
              f"  priors/         {len(list((run / 'priors').glob('*.png')))} class-prior images (seed and prompt inside each PNG)",
@@ -366,7 +366,7 @@ def _stop_status(trainer, run_dir) -> int:
     if sig is None: return 0
     if trainer.is_main:
         print(f"Stopped at step {trainer.step} by {signal.Signals(sig).name}; the checkpoint is saved. Continue with: "
-              f"dreambooth-nb train --config {Path(run_dir) / 'config.yaml'} --resume_from_checkpoint latest")
+              f"dreambooth-nb train --config {Path(run_dir) / CONFIG_FILE} --resume_from_checkpoint latest")
     return 128 + sig
 
 def cmd_demo(args) -> int:
@@ -415,7 +415,7 @@ def cmd_priors(args) -> int:
     backbone = load_base(cfg, device='cuda' if torch.cuda.is_available() else 'cpu')
     t0 = time.time()
     bank = Path(cfg.class_data_dir).expanduser()
-    with RunLock(bank.parent, command='priors') if (bank.parent / 'config.yaml').is_file() else contextlib.nullcontext():   # a run's own bank
+    with RunLock(bank.parent, command='priors') if (bank.parent / CONFIG_FILE).is_file() else contextlib.nullcontext():   # a run's own bank
         paths = generate_priors(backbone, **prior_kwargs(cfg, cfg.class_data_dir), accept_other_model=args.accept_other_model)
     print(f"{len(paths)} class images for {cfg.fill(cfg.class_prompt)!r} in {cfg.class_data_dir} "
           f"(each PNG records its seed, prompt and model in its 'dreambooth_nb' text chunk) in {time.time() - t0:.0f} s.")

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from .atomic import atomic_write_text, now_utc
 from .outputs import OutputPlan, owned_files, plan_output, publish, staged
 from .config import CheckpointError, ConfigError, TrainConfig
-from .rundir import FINAL_MARKER
+from .rundir import CONFIG_FILE, FINAL_MARKER, MANIFEST_FILE
 from .backbones import adapter_for_family, batch_map
 from .load import load_backbone, load_base
 from .checkpoint import checkpoint_dir, load_trained
@@ -104,13 +104,13 @@ def _result(plan: OutputPlan, message: str, diff: float, approximation_error: fl
 # %% ../nbs/05a_export.ipynb #b2c3d4e6
 def _run_root(run, folder: Path) -> Path:
     "The run folder a checkpoint belongs to: `run` itself, or the nearest folder above the checkpoint with a config.yaml."
-    if not (Path(run) / 'manifest.json').is_file(): return Path(run)
-    return next((p for p in folder.parents if (p / 'config.yaml').is_file() and not (p / 'manifest.json').is_file()), folder.parent)
+    if not (Path(run) / MANIFEST_FILE).is_file(): return Path(run)
+    return next((p for p in folder.parents if (p / CONFIG_FILE).is_file() and not (p / MANIFEST_FILE).is_file()), folder.parent)
 
 def _run_info(run, checkpoint: str):
     "The checkpoint folder, its config and manifest (weights not loaded yet), the run's root and the name beside other files."
     folder = checkpoint_dir(run, checkpoint)
-    cfg, manifest = TrainConfig.from_yaml(folder / 'config.yaml'), json.loads((folder / 'manifest.json').read_text())
+    cfg, manifest = TrainConfig.from_yaml(folder / CONFIG_FILE), json.loads((folder / MANIFEST_FILE).read_text())
     root = _run_root(run, folder)
     return folder, cfg, manifest, root, f"{root.resolve().name}-step-{manifest['step']}"
 

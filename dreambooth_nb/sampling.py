@@ -215,9 +215,9 @@ def sample_run(run, prompts=None, seeds=(0, 1, 2), checkpoint: str = 'latest', o
     "Sample a run's checkpoint (`dreambooth-nb sample` and the Sample panel): defaults from the run and the model; PNGs in `out` if given."
     from dreambooth_nb.checkpoint import checkpoint_dir, load_trained, run_root
     from dreambooth_nb.load import load_base
-    from dreambooth_nb.rundir import read_run_config
+    from dreambooth_nb.rundir import CONFIG_FILE, read_run_config
     folder = checkpoint_dir(run, checkpoint)
-    cfg = read_run_config(run_root(folder), folder / 'config.yaml')
+    cfg = read_run_config(run_root(folder), folder / CONFIG_FILE)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     backbone, manifest = (backbone, None) if backbone is not None else load_trained(folder, device=device)
     if lora_scale is not None:

@@ -11,7 +11,7 @@ import ipywidgets as W
 from traitlets import Unicode
 from .config import (CHOICES, PRESETS, DreamBoothError, TrainConfig, coerce_field, field_docs,
                                   field_type, preset)
-from .rundir import is_run_dir, read_run_config
+from .rundir import CONFIG_FILE, is_run_dir, read_run_config
 
 # %% auto #0
 __all__ = ['FIELD_LABELS', 'TRAIN_FIELDS', 'PRIOR_FIELDS', 'NOT_ON_FORMS', 'LR_RANGES', 'PHOTO_RANGE', 'PRESET_NOTES', 'KEEP',
@@ -106,7 +106,7 @@ def panel_config(config_or_run_dir=None) -> TrainConfig:
     if config_or_run_dir is None: return TrainConfig()
     if isinstance(config_or_run_dir, TrainConfig): return config_or_run_dir
     p = Path(config_or_run_dir).expanduser()
-    if p.is_file(): return read_run_config(p.parent, p) if p.name == 'config.yaml' and is_run_dir(p.parent) else TrainConfig.from_yaml(p)
+    if p.is_file(): return read_run_config(p.parent, p) if p.name == CONFIG_FILE and is_run_dir(p.parent) else TrainConfig.from_yaml(p)
     if is_run_dir(p): return read_run_config(p)             # paths resolved against the run, wherever it now lies
     return TrainConfig(output_dir=str(p))
 

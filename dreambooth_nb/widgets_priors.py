@@ -11,7 +11,7 @@ import torch
 from .config import ConfigError, DreamBoothError, TrainConfig, validate
 from .load import load_base
 from .priors import generate_priors, read_manifest, scan_bank, show_priors
-from .rundir import RunLock, config_for_run, is_run_dir
+from .rundir import CONFIG_FILE, RunLock, config_for_run, is_run_dir
 from .run import prepare_run_dir, prior_kwargs
 from .widgets_base import PLOT_LOCK, Panel, button, figure_png, free_memory, set_image
 from .widgets_form import PRIOR_FIELDS, ConfigForm
@@ -36,7 +36,7 @@ def sampling_device() -> tuple[str, torch.dtype]:
 def mark_run_dir(cfg: TrainConfig) -> Path:
     "Make `cfg.output_dir` a run folder (with config.yaml) before writing into it, as `train` does; a folder of other files is refused."
     run = prepare_run_dir(cfg.output_dir)
-    if not is_run_dir(run): config_for_run(cfg, run).to_yaml(run / 'config.yaml')
+    if not is_run_dir(run): config_for_run(cfg, run).to_yaml(run / CONFIG_FILE)
     return run
 
 # %% ../nbs/08b_priors.ipynb #84ff65e9

@@ -10,7 +10,7 @@ from .atomic import png_bytes
 from .config import CheckpointError, ConfigError, DreamBoothError, TrainConfig, parse_seeds
 from .checkpoint import list_checkpoints, load_trained
 from .load import load_base
-from .rundir import read_run_config
+from .rundir import CONFIG_FILE, read_run_config
 from .sampling import check_size, image_grid, sample_images, sample_settings
 from .widgets_base import Panel, button, free_memory, set_image
 from .widgets_form import DecimalText
@@ -63,7 +63,7 @@ class SamplePanel(Panel):
                              self.which, W.HBox([self.generate_button, self.stop_button]), self.grid)
         self.set_run_dir(run_dir or TrainConfig().output_dir)
     def run_config(self) -> TrainConfig | None:
-        return read_run_config(self.run_dir) if (self.run_dir / 'config.yaml').is_file() else None
+        return read_run_config(self.run_dir) if (self.run_dir / CONFIG_FILE).is_file() else None
 
     def config(self) -> TrainConfig: return self.run_config() or self.fallback_config()    # a run not started: the form's config
 
@@ -71,7 +71,7 @@ class SamplePanel(Panel):
 class SamplePanel(SamplePanel):
     def source(self):
         "What the defaults were taken from: the run folder and its config file's time, or the form's config."
-        cfg_file = self.run_dir / 'config.yaml'
+        cfg_file = self.run_dir / CONFIG_FILE
         return (self.run_dir, cfg_file.stat().st_mtime_ns) if cfg_file.is_file() else (self.run_dir, self.fallback_config())
 
     def set_run_dir(self, run_dir):

@@ -11,7 +11,7 @@ from .config import CheckpointError, ConfigError, DataError, DreamBoothError, Mo
 from .data import check_identifier, find_images, rare_identifiers, sample_subject_dir
 from .training import CancelFitException, Callback, smooth
 from .checkpoint import CheckpointCallback, latest_checkpoint, list_checkpoints
-from .rundir import RunLock, read_metrics
+from .rundir import METRICS_FILE, RunLock, read_metrics
 from .sampling import SampleCallback
 from .run import check_run_dir, refuse_restart, train
 from .widgets_base import (STATUS_COLOURS, Panel, button, closing_new_figures, free_memory, loss_png, set_image,
@@ -193,7 +193,7 @@ class TrainPanel(TrainPanel):
         try: run = Path(self.config().output_dir).expanduser()
         except DreamBoothError: return
         set_image(self.loss_image, None); set_image(self.sample_image, None); self.sample_shown = None; self.sample_label.value = ''
-        records = read_metrics(run) if (run / 'metrics.jsonl').is_file() else []
+        records = read_metrics(run) if (run / METRICS_FILE).is_file() else []
         if records:
             step, ckpts = records[-1]['step'], list_checkpoints(run)
             set_image(self.loss_image, loss_png(records))
