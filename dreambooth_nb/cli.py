@@ -98,8 +98,6 @@ _LORA_SCRIPT_FLAGS = {  # train_dreambooth_lora.py and train_dreambooth_lora_sdx
     'output_kohya_format': (0, 'checkpoints use diffusers keys; afterwards run `dreambooth-nb export --run OUTPUT_DIR --format lora --lora_format kohya`'),
     'text_encoder_lr': (None, 'ignored: a trained text encoder uses --learning_rate'),
     'adam_weight_decay_text_encoder': (None, 'ignored: a trained text encoder uses --adam_weight_decay'),
-    'optimizer': (None, "AdamW is used (8-bit with --use_8bit_adam); Prodigy is not available, so give --learning_rate an AdamW value "
-                        "(1e-4 for LoRA), not Prodigy's 1.0"),
     'prodigy_beta3': (None, _NO_PRODIGY), 'prodigy_decouple': (None, _NO_PRODIGY),
     'prodigy_use_bias_correction': (None, _NO_PRODIGY), 'prodigy_safeguard_warmup': (None, _NO_PRODIGY),
 }

@@ -12,12 +12,12 @@ from .atomic import atomic_write_text
 
 # %% auto #0
 __all__ = ['EMPTY_WORDS', 'BOOL_WORDS', 'LIST_FIELDS', 'EMPTY_MEANS', 'CONVERTERS', 'LORA_FIELDS', 'LR_SCHEDULERS', 'CHOICES',
-           'POSITIVE', 'OPTIONAL_POSITIVE', 'NOT_NEGATIVE', 'UNIT_INTERVAL', 'MAX_RESOLUTION', 'MAX_RANK', 'MAX_SEED',
-           'PRESETS', 'MAX_SEEDS', 'MAX_SEED_VALUE', 'DreamBoothError', 'ConfigError', 'DataError', 'ModelError',
-           'CheckpointError', 'opt', 'TrainConfig', 'fill_prompt', 'infer_identifier', 'class_from_prompt',
-           'class_after_identifier', 'inferred_names', 'field_docs', 'closest_field', 'field_type', 'coerce_field',
-           'coerce_dict', 'read_yaml', 'implied_lora_mode', 'settings_from_yaml', 'validate', 'train_steps', 'preset',
-           'parse_seeds']
+           'POSITIVE', 'OPTIONAL_POSITIVE', 'NOT_NEGATIVE', 'UNIT_INTERVAL', 'USUAL', 'MAX_RESOLUTION', 'MAX_RANK',
+           'MAX_SEED', 'PRESETS', 'MAX_SEEDS', 'MAX_SEED_VALUE', 'DreamBoothError', 'ConfigError', 'DataError',
+           'ModelError', 'CheckpointError', 'opt', 'TrainConfig', 'fill_prompt', 'infer_identifier',
+           'class_from_prompt', 'class_after_identifier', 'inferred_names', 'field_docs', 'closest_field', 'field_type',
+           'coerce_field', 'coerce_dict', 'read_yaml', 'implied_lora_mode', 'settings_from_yaml', 'validate',
+           'train_steps', 'preset', 'parse_seeds']
 
 # %% ../nbs/00_config.ipynb #830162a0
 class DreamBoothError(Exception):
@@ -65,6 +65,10 @@ class TrainConfig:
     resolution: int = opt(512, "Training resolution in pixels (a multiple of 8)")
     center_crop: bool = opt(False, "Center-crop instead of a random crop")
     random_flip: bool = opt(False, "Randomly flip images horizontally")
+    aspect_buckets: bool = opt(False, "Keep each photo's shape: resize to the nearest bucket of about resolution² pixels instead of cropping a square")
+    masked_loss: bool = opt(False, "Weight the instance loss by name_mask.png beside each photo (white = subject)")
+    mask_floor: float = opt(0.1, "Loss weight of the background (black) part of a mask, from 0 (ignored) to 1 (no mask)")
+    concepts_list: str | None = opt(None, "JSON/YAML file listing several subjects (instance_prompt, class_prompt, instance_data_dir, class_data_dir)")
     # optimisation
     train_text_encoder: bool = opt(False, "Also train the text encoder")
     train_batch_size: int = opt(1, "Instance images per step (as many class images are added with prior preservation)")
@@ -78,7 +82,12 @@ class TrainConfig:
     lr_warmup_steps: int = opt(0, "Warmup steps for the LR scheduler")
     lr_num_cycles: int = opt(1, "Hard restarts of cosine_with_restarts")
     lr_power: float = opt(1.0, "Power of the polynomial schedule")
-    use_8bit_adam: bool = opt(False, "8-bit AdamW from bitsandbytes (extra: lora8bit)")
+    use_8bit_adam: bool = opt(False, "8-bit AdamW from bitsandbytes (extra: lora8bit); the same as optimizer=adamw8bit")
+    optimizer: str = opt('adamw', "adamw, adamw8bit (bitsandbytes), adafactor (transformers) or prodigy (prodigyopt)")
+    fused_backward: bool = opt(False, "Step each parameter inside backward so full gradients never coexist (saves memory; no accumulation)")
+    use_ema: bool = opt(False, "Keep an exponential moving average of the trained weights; sampling and export use it")
+    ema_decay: float = opt(0.9999, "EMA decay per optimizer step")
+    ema_on_cpu: bool = opt(False, "Keep the EMA weights in CPU memory (saves GPU memory; slower)")
     adam_beta1: float = opt(0.9, "AdamW beta1")
     adam_beta2: float = opt(0.999, "AdamW beta2")
     adam_weight_decay: float = opt(1e-2, "AdamW weight decay")
@@ -91,6 +100,8 @@ class TrainConfig:
     pre_compute_text_embeddings: bool = opt(True, "Encode prompts once when the text encoder is frozen")
     cache_latents: bool = opt(True, "Encode every image with the VAE once, before training")
     seed: int = opt(0, "Seed for data order, noise and sampling")
+    allow_oom_risk: bool = opt(False, "Start even when the plan predicts the run does not fit the GPU")
+    oom_fallback: bool = opt(True, "On a CUDA out-of-memory error in the first steps, step down the fallback ladder (recorded in the run folder)")
     # run folder
     output_dir: str = opt('dreambooth-run', "Run folder: config, metrics, priors, checkpoints, samples")
     checkpointing_steps: int = opt(500, "Save a checkpoint every N steps (and always at the end)")
@@ -304,13 +315,15 @@ def settings_from_yaml(path) -> dict:
 # %% ../nbs/00_config.ipynb #6edb9056
 LR_SCHEDULERS = ('constant', 'constant_with_warmup', 'linear', 'cosine', 'cosine_with_restarts', 'polynomial')
 CHOICES = dict(mode=('full', 'lora'), mixed_precision=('no', 'fp16', 'bf16'), lr_scheduler=LR_SCHEDULERS,
-               report_to=('jsonl', 'tensorboard', 'wandb', 'comet_ml', 'all'))
+               report_to=('jsonl', 'tensorboard', 'wandb', 'comet_ml', 'all'),
+               optimizer=('adamw', 'adamw8bit', 'adafactor', 'prodigy'))
 POSITIVE = ('learning_rate', 'max_train_steps', 'num_train_epochs', 'train_batch_size', 'gradient_accumulation_steps',
             'sample_batch_size', 'num_class_images', 'rank', 'checkpointing_steps', 'validation_steps', 'num_inference_steps',
             'num_validation_images', 'lr_num_cycles', 'prior_num_inference_steps', 'adam_epsilon', 'max_grad_norm', 'lr_power')
 OPTIONAL_POSITIVE = ('max_train_steps', 'num_train_epochs', 'lora_alpha', 'snr_gamma', 'checkpoints_total_limit')
-NOT_NEGATIVE = ('prior_loss_weight', 'lr_warmup_steps', 'offset_noise', 'adam_weight_decay', 'guidance_scale', 'prior_guidance_scale', 'seed')
-UNIT_INTERVAL = ('adam_beta1', 'adam_beta2')          # [0, 1)
+NOT_NEGATIVE = ('prior_loss_weight', 'lr_warmup_steps', 'offset_noise', 'adam_weight_decay', 'guidance_scale', 'prior_guidance_scale', 'seed', 'mask_floor')
+UNIT_INTERVAL = ('adam_beta1', 'adam_beta2', 'ema_decay')          # [0, 1)
+USUAL = dict(adam_beta1='0.9', adam_beta2='0.999', ema_decay='0.999 to 0.9999')
 MAX_RESOLUTION, MAX_RANK, MAX_SEED = 4096, 1024, 2**32 - 1
 
 def _check_choices(cfg):
@@ -339,7 +352,8 @@ def _check_ranges(cfg):
         if not _is_number(v) or v < 0: raise ConfigError(f"Field {name}={v!r} must be a number >= 0.")
     for name in UNIT_INTERVAL:
         v = getattr(cfg, name)
-        if not _is_number(v) or not 0 <= v < 1: raise ConfigError(f"Field {name}={v!r} must be in [0, 1) (AdamW's usual values: 0.9 and 0.999).")
+        if not _is_number(v) or not 0 <= v < 1: raise ConfigError(f"Field {name}={v!r} must be in [0, 1) (usual values: {USUAL[name]}).")
+    if cfg.mask_floor > 1: raise ConfigError(f"Field mask_floor={cfg.mask_floor} must be at most 1 (1 weighs the background like the subject).")
     limits = dict(resolution=(MAX_RESOLUTION, "SD 1.5 trains at 512 px, SDXL and FLUX.2 at 1024 px"),
                   rank=(MAX_RANK, "LoRA ranks of 4-128 are usual; a rank above a layer's width adds nothing"),
                   seed=(MAX_SEED, "seeds are 32-bit"))
