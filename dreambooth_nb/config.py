@@ -11,13 +11,13 @@ import yaml
 from .atomic import atomic_write_text
 
 # %% auto #0
-__all__ = ['EMPTY_WORDS', 'BOOL_WORDS', 'LIST_FIELDS', 'EMPTY_MEANS', 'CONVERTERS', 'LORA_FIELDS', 'LR_SCHEDULERS', 'CHOICES',
-           'POSITIVE', 'OPTIONAL_POSITIVE', 'NOT_NEGATIVE', 'UNIT_INTERVAL', 'USUAL', 'MAX_RESOLUTION', 'MAX_RANK',
-           'MAX_SEED', 'PRESETS', 'MAX_SEEDS', 'MAX_SEED_VALUE', 'DreamBoothError', 'ConfigError', 'DataError',
-           'ModelError', 'CheckpointError', 'opt', 'TrainConfig', 'fill_prompt', 'infer_identifier',
-           'class_from_prompt', 'class_after_identifier', 'inferred_names', 'field_docs', 'closest_field', 'field_type',
-           'coerce_field', 'coerce_dict', 'read_yaml', 'implied_lora_mode', 'settings_from_yaml', 'validate',
-           'train_steps', 'preset', 'parse_seeds']
+__all__ = ['EMPTY_WORDS', 'BOOL_WORDS', 'LIST_FIELDS', 'EMPTY_MEANS', 'LOWERCASE_FIELDS', 'CONVERTERS', 'LORA_FIELDS',
+           'LR_SCHEDULERS', 'CHOICES', 'POSITIVE', 'OPTIONAL_POSITIVE', 'NOT_NEGATIVE', 'UNIT_INTERVAL', 'USUAL',
+           'MAX_RESOLUTION', 'MAX_RANK', 'MAX_SEED', 'PRESETS', 'MAX_SEEDS', 'MAX_SEED_VALUE', 'DreamBoothError',
+           'ConfigError', 'DataError', 'ModelError', 'CheckpointError', 'opt', 'TrainConfig', 'fill_prompt',
+           'infer_identifier', 'class_from_prompt', 'class_after_identifier', 'inferred_names', 'field_docs',
+           'closest_field', 'field_type', 'coerce_field', 'coerce_dict', 'read_yaml', 'implied_lora_mode',
+           'settings_from_yaml', 'validate', 'train_steps', 'preset', 'parse_seeds']
 
 # %% ../nbs/00_config.ipynb #830162a0
 class DreamBoothError(Exception):
@@ -264,6 +264,7 @@ def _to_str(v, name):
     raise ValueError(f"is a {type(v).__name__}, not text")
 
 EMPTY_MEANS = {'report_to': 'jsonl'}   # diffusers' `--report_to none`: no extra tracker
+LOWERCASE_FIELDS = ('optimizer',)      # diffusers' scripts take `--optimizer AdamW` or `prodigy`, in any case
 CONVERTERS = dict(float=_to_float, int=_to_int, bool=_to_bool, str=_to_str)
 
 def coerce_field(name: str, value, where: str = 'the config'):
@@ -274,8 +275,9 @@ def coerce_field(name: str, value, where: str = 'the config'):
         if optional: return None
         raise ConfigError(f"Field {name}={value!r} in {where} cannot be empty: give a {tp} "
                           f"(the default is {TrainConfig.__dataclass_fields__[name].default!r}) or leave the field out.")
-    try: return CONVERTERS[tp](value, name)
+    try: v = CONVERTERS[tp](value, name)
     except ValueError as e: raise ConfigError(f"Field {name}={value!r} in {where} {e}.") from None
+    return v.lower() if name in LOWERCASE_FIELDS else v
 
 # %% ../nbs/00_config.ipynb #64dc1edf
 def coerce_dict(d: dict, where: str = 'the config') -> dict:

@@ -112,11 +112,12 @@ def test_rank_without_mode_on_the_command_line_trains_lora(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     lines = res.stderr.splitlines()
     assert 'warning: --rank, --lora_dropout given without --mode: training LoRA (mode=lora)' in lines, lines
-    for flag in ('--lora_dropout', '--optimizer', '--output_kohya_format', '--cache_dir'):
+    for flag in ('--lora_dropout', '--output_kohya_format', '--cache_dir'):
         assert sum(l.startswith(f'notice: {flag}:') for l in lines) == 1, (flag, lines)
     assert any(l.startswith('warning: --validation_epochs 2: sample grids every 10 steps') for l in lines), lines   # 5 photos, batch 1
     saved = yaml.safe_load((tmp_path / 'r' / 'config.yaml').read_text())
     assert (saved['mode'], saved['identifier'], saved['class_name'], saved['validation_steps']) == ('lora', 'pxr', 'glasses', 10)
+    assert saved['optimizer'] == 'adamw'                                                # --optimizer AdamW is a real setting now
 
 # ---- class names from literal prompts ------------------------------------------------------------------------------
 @pytest.mark.parametrize('instance,klass,identifier,class_name', [
