@@ -167,7 +167,7 @@ import hashlib, io, json, warnings
 from .atomic import atomic_write_bytes, atomic_write_text, write_png
 from .config import ConfigError
 from .rundir import RunLock, read_run_config, read_jsonl
-from .sampling import eval_prompts, generate, sample_settings
+from .sampling import SamplingStopped, eval_prompts, generate, sample_settings
 
 # %% ../nbs/07b_eval.ipynb #14dbcd24
 def generation_key(prompt: str, seed: int, settings: dict) -> str:
@@ -175,14 +175,25 @@ def generation_key(prompt: str, seed: int, settings: dict) -> str:
     keep = {k: settings.get(k) for k in ('num_inference_steps', 'guidance_scale', 'width', 'height', 'scheduler')}
     return hashlib.sha1(json.dumps([prompt, seed, keep], sort_keys=True).encode()).hexdigest()[:16]
 
-def cached_generate(backbone, prompts, seeds, settings: dict, folder) -> list[Image.Image]:
-    "Images for every (prompt, seed), prompt-major, read from `folder` when rendered before, else generated and saved there."
-    folder, out = Path(folder), {}
+def _save_generated(prompt: str, seeds, images, paths: dict):
+    for s, im in zip(seeds, images): write_png(paths[s], im, {'prompt': prompt, 'seed': str(s)})
+
+def cached_generate(backbone, prompts, seeds, settings: dict, folder, progress=None, should_stop=None) -> list[Image.Image]:
+    """Images for every (prompt, seed), prompt-major, read from `folder` when rendered before, else generated and saved there.
+    `progress(ready, what)` after each denoising step and each prompt; when `should_stop()` says so, the images finished
+    so far are saved and `SamplingStopped` is raised."""
+    folder, out, ready = Path(folder), {}, 0
     for p in prompts:
         paths = {s: folder / f'{generation_key(p, s, settings)}.png' for s in seeds}
         missing = [s for s in seeds if not paths[s].exists()]
+        base = ready + len(seeds) - len(missing)
         if missing:
-            for s, im in zip(missing, generate(backbone, [p], missing, **settings)): write_png(paths[s], im, {'prompt': p, 'seed': str(s)})
+            on_step = progress and (lambda done, total, k, steps: progress(base + done, f'image {base + done + 1}, denoising step {k}/{steps}'))
+            try: made = generate(backbone, [p], missing, on_progress=on_step, should_stop=should_stop, **settings)
+            except SamplingStopped as e: _save_generated(p, missing, e.images, paths); raise
+            _save_generated(p, missing, made, paths)
+        ready += len(seeds)
+        if progress: progress(ready, f'{ready} images ready')
         out.update({(p, s): Image.open(paths[s]).convert('RGB') for s in seeds})
     return [out[p, s] for p in prompts for s in seeds]
 
@@ -253,40 +264,57 @@ def _merge_scores(path: Path, new: list[dict]) -> list[dict]:
 # %% ../nbs/07b_eval.ipynb #8dd57c8f
 @dataclass
 class EvalResult:
-    "What `evaluate_run` found: one record per checkpoint (all scored so far), the pick, a warning, the figure."
-    records: list; best: dict | None; warning: str | None; figure: object; folder: Path
+    "What `evaluate_run` found: one record per checkpoint (all scored so far), the pick, a warning, the figure; `stopped` when Stop ended it early."
+    records: list; best: dict | None; warning: str | None; figure: object; folder: Path; stopped: bool = False
 
-def _evaluate_one(folder, cfg, templates, seeds, steps, dino_enc, clip_enc, real, device) -> dict:
+def _evaluate_one(folder, cfg, templates, seeds, steps, dino_enc, clip_enc, real, device, progress=None, should_stop=None) -> dict:
     from dreambooth_nb.checkpoint import checkpoint_step, load_trained, run_root
-    backbone, _ = load_trained(folder, device=device)
+    report = progress or (lambda n, what: None)
+    report(0, 'loading the model'); backbone, _ = load_trained(folder, device=device)
     settings = sample_settings(cfg, backbone, num_inference_steps=steps)
     cache = run_root(folder) / 'eval' / 'images' / Path(folder).name
-    prompts = [cfg.fill(t) for t in templates]
-    images = cached_generate(backbone, prompts, seeds, settings, cache)
-    class_images = cached_generate(backbone, [cfg.fill(cfg.class_prompt or 'a photo of {class_name}')], seeds, settings, cache)
-    n = len(seeds); groups = [images[i:i + n] for i in range(0, len(images), n)]
+    prompts, n = [cfg.fill(t) for t in templates], len(seeds)
+    images = cached_generate(backbone, prompts, seeds, settings, cache, progress, should_stop)
+    class_images = cached_generate(backbone, [cfg.fill(cfg.class_prompt or 'a photo of {class_name}')], seeds, settings, cache,
+                                   progress and (lambda k, what: progress(len(images) + k, f'class prompt: {what}')), should_stop)
+    report(len(images) + n, 'scoring'); groups = [images[i:i + n] for i in range(0, len(images), n)]
     scores = score_checkpoint(images, [p for p in prompts for _ in seeds], class_images, real, groups, dino_enc, clip_enc)
     return dict(checkpoint=Path(folder).name, step=checkpoint_step(folder), **scores, image_encoder=dino_enc.name, clip_model=clip_enc.name,
                 num_inference_steps=settings['num_inference_steps'], images_per_prompt=n, prompts=len(prompts))
 
 # %% ../nbs/07b_eval.ipynb #0ca1bba5
+def _write_scores(out: Path, new: list[dict], tolerance: float) -> list[dict]:
+    "Merge `new` into RUN/eval/scores.jsonl and redraw scores.png (atomic writes); the merged records."
+    import matplotlib.pyplot as plt
+    records = _merge_scores(out / SCORES, new)
+    fig = plot_scores(records, best_checkpoint(records, tolerance))
+    try: atomic_write_text(out / SCORES, ''.join(json.dumps(r) + '\n' for r in records)); atomic_write_bytes(out / PLOT, _figure_png(fig))
+    finally: plt.close(fig)
+    return records
+
 def evaluate_run(run, checkpoints='all', prompts=None, images_per_prompt: int = 4, num_inference_steps: int | None = None,
-                 image_encoder=DINO_DEFAULT, clip_model=CLIP_DEFAULT, tolerance: float = 0.02, device=None) -> EvalResult:
+                 image_encoder=DINO_DEFAULT, clip_model=CLIP_DEFAULT, tolerance: float = 0.02, device=None,
+                 progress=None, should_stop=None) -> EvalResult:
     "Score a run's checkpoints (DINO, CLIP-I, CLIP-T, PRES, DIV), write RUN/eval/scores.jsonl and scores.png, and name the best."
     run = Path(run); cfg = read_run_config(run)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     folders, real = pick_checkpoints(run, checkpoints), instance_images(cfg)
     dino_enc, clip_enc = _encoder(image_encoder, load_image_encoder), _encoder(clip_model, load_clip)
     templates, seeds, out = prompts or eval_prompts(cfg.class_name), list(range(images_per_prompt)), run / 'eval'
+    per, stopped, new = (len(templates) + 1) * len(seeds), False, []
     with RunLock(run, 'eval'):
-        new = [_evaluate_one(f, cfg, templates, seeds, num_inference_steps, dino_enc, clip_enc, real, device) for f in folders]
-        records = _merge_scores(out / SCORES, new)
-        best, warning = best_checkpoint(records, tolerance), overfitting_warning(records, tolerance)
-        fig = plot_scores(records, best)
-        atomic_write_text(out / SCORES, ''.join(json.dumps(r) + '\n' for r in records))
-        atomic_write_bytes(out / PLOT, _figure_png(fig))
+        for i, f in enumerate(folders):
+            at = progress and (lambda n, what, i=i, f=f: progress(i * per + n, per * len(folders), f'{f.name}: {what}'))
+            try:
+                if should_stop and should_stop(): raise SamplingStopped([])
+                new.append(_evaluate_one(f, cfg, templates, seeds, num_inference_steps, dino_enc, clip_enc, real, device, at, should_stop))
+            except SamplingStopped: stopped = True; break
+            _write_scores(out, new, tolerance)
+            if at: at(per, 'scored')
+        records = _merge_scores(out / SCORES, [])
+    best, warning = best_checkpoint(records, tolerance), overfitting_warning(records, tolerance)
     if warning: warnings.warn(warning)
-    return EvalResult(records, best, warning, fig, out)
+    return EvalResult(records, best, warning, plot_scores(records, best), out, stopped)
 
 # %% ../nbs/07b_eval.ipynb #328e5405
 from .training import Callback

@@ -30,7 +30,7 @@ def add_eval_parser(sub):
     return e
 
 # %% auto #0
-__all__ = ['DINO_DEFAULT', 'CLIP_DEFAULT', 'add_eval_parser', 'checkpoint_spec', 'cmd_eval']
+__all__ = ['DINO_DEFAULT', 'CLIP_DEFAULT', 'add_eval_parser', 'checkpoint_spec', 'ProgressBar', 'cmd_eval']
 
 # %% ../nbs/07c_eval_cli.ipynb #45aed0ef
 def checkpoint_spec(text: str):
@@ -48,11 +48,26 @@ def _summary(res) -> str:
     lines.append(f"scores: {res.folder / 'scores.jsonl'}, plot: {res.folder / 'scores.png'}")
     return '\n'.join(lines + ([f'warning: {res.warning}'] if res.warning else []))
 
+# %% ../nbs/07c_eval_cli.ipynb #a48b8ccc
+class ProgressBar:
+    "`progress(done, total, what)` for `evaluate_run`, drawn as a tqdm bar from its first call (an error before it leaves no empty bar)."
+    def __init__(self, desc: str = 'evaluating'): self.desc, self.bar = desc, None
+    def __call__(self, done: int, total: int, what: str):
+        if self.bar is None:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, desc=self.desc, unit='image', dynamic_ncols=True)
+        if self.bar.total != total: self.bar.total = total; self.bar.refresh()
+        self.bar.set_postfix_str(what, refresh=False); self.bar.update(done - self.bar.n)
+    def __enter__(self): return self
+    def __exit__(self, *exc):
+        if self.bar is not None: self.bar.close()
+
 def cmd_eval(args) -> int:
     "Score the run's checkpoints with `evaluate_run` and print a table (or JSON) with the best."
     from dreambooth_nb.eval import evaluate_run
     prompts = None if args.prompts in (None, ['eval']) else args.prompts
-    res = evaluate_run(args.run, checkpoint_spec(args.checkpoints), prompts, args.images_per_prompt, args.num_inference_steps,
-                       args.image_encoder, args.clip_model)
+    with ProgressBar() as progress:
+        res = evaluate_run(args.run, checkpoint_spec(args.checkpoints), prompts, args.images_per_prompt, args.num_inference_steps,
+                           args.image_encoder, args.clip_model, progress=progress)
     print(json.dumps(dict(records=res.records, best=res.best['checkpoint'], warning=res.warning)) if args.json else _summary(res))
     return 0

@@ -1,5 +1,5 @@
 "Evaluation over a tiny 2-checkpoint run: files written, a best named, generations cached and reused."
-import json
+import json, shutil, signal, subprocess, time
 import pytest
 from tests.conftest import run_cli
 
@@ -52,6 +52,7 @@ def test_cli_eval_prints_the_best_and_json(run2):
     res = run_cli(*args)
     assert res.returncode == 0, res.stderr[-2000:]
     assert 'best: checkpoint-' in res.stdout and 'checkpoint-4' in res.stdout
+    assert 'evaluating' in res.stderr and '12/12' in res.stderr, res.stderr[-2000:]   # the progress bar: (2 prompts + class) x 2 seeds x 2
     res = run_cli(*args, '--json')
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -78,3 +79,43 @@ def test_eval_callback_appends_scores_while_training(tmp_path):
                       num_validation_images=1, prior_num_inference_steps=2, num_inference_steps=2), callbacks=[cb])
     lines = [json.loads(l) for l in (run / 'eval' / 'scores.jsonl').read_text().splitlines()]
     assert [(l['step'], l['during'], l['n_images']) for l in lines] == [(2, 'training', 2), (4, 'training', 2)]
+
+def _denoiser_calls(monkeypatch):
+    "A list that grows by one per denoiser forward of every checkpoint evaluate_run loads."
+    import dreambooth_nb.checkpoint as ck
+    real_load, calls = ck.load_trained, []
+    def load_and_hook(*a, **k):
+        bb, m = real_load(*a, **k); bb.denoiser.register_forward_hook(lambda *_: calls.append(1)); return bb, m
+    monkeypatch.setattr(ck, 'load_trained', load_and_hook)
+    return calls
+
+def test_stop_keeps_scored_checkpoints_and_a_rerun_renders_only_the_missing(run2, monkeypatch):
+    shutil.rmtree(run2 / 'eval', ignore_errors=True)                  # this test's own start: nothing scored or cached
+    calls, seen = _denoiser_calls(monkeypatch), []
+    progress = lambda done, total, what: seen.append((done, total, what))
+    # 6 images per checkpoint ((2 prompts + class prompt) x 2 seeds): stop once checkpoint-4 has its first prompt's 2
+    res = _evaluate(run2, progress=progress, should_stop=lambda: any(d >= 8 for d, _, _ in seen))
+    assert res.stopped and [r['checkpoint'] for r in res.records] == ['checkpoint-2'] and res.best['checkpoint'] == 'checkpoint-2'
+    assert [json.loads(l)['checkpoint'] for l in (run2 / 'eval' / 'scores.jsonl').read_text().splitlines()] == ['checkpoint-2']
+    assert {t for _, t, _ in seen} == {12} and (6, 12, 'checkpoint-2: scored') in seen and seen[-1][0] == 8
+    kept = {p: p.stat().st_mtime_ns for p in (run2 / 'eval' / 'images' / 'checkpoint-4').glob('*.png')}
+    assert len(kept) == 2
+    first = len(calls); calls.clear()                                 # 4 prompt groups rendered: 3 of checkpoint-2, 1 of checkpoint-4
+    res = _evaluate(run2)
+    assert not res.stopped and [r['checkpoint'] for r in res.records] == ['checkpoint-2', 'checkpoint-4']
+    assert len(calls) * 2 == first and calls, (first, len(calls))      # the 2 missing groups of checkpoint-4 only
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())     # the images kept at the stop were reused, not redrawn
+
+def test_cli_ctrl_c_is_one_line_and_keeps_the_scored_checkpoint(run2, tmp_path):
+    scores = run2 / 'eval' / 'scores.jsonl'
+    shutil.rmtree(run2 / 'eval', ignore_errors=True)
+    proc = subprocess.Popen(['dreambooth-nb', 'eval', '--run', str(run2), '--prompts', *PROMPTS, '--images_per_prompt', '4',
+                             '--num_inference_steps', '12', '--image_encoder', 'tiny', '--clip_model', 'tiny'],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (scores.exists() and 'checkpoint-2' in scores.read_text()) and proc.poll() is None and time.time() < deadline: time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)                                    # while checkpoint-4 renders
+    out, err = proc.communicate(timeout=120)
+    errors = [l for l in err.splitlines() if l.startswith('error:')]
+    assert proc.returncode == 130 and len(errors) == 1 and 'interrupted' in errors[0], err[-2000:]
+    assert 'Traceback' not in err and [json.loads(l)['checkpoint'] for l in scores.read_text().splitlines()] == ['checkpoint-2']
