@@ -219,7 +219,7 @@ SCORES, PLOT = 'scores.jsonl', 'scores.png'
 
 def plot_scores(records: list[dict], best: dict | None = None):
     "A matplotlib figure of each score over the training steps, the best checkpoint marked."
-    import matplotlib; matplotlib.use('Agg', force=False); import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt            # no matplotlib.use(): switching to Agg would end inline plots in the user's notebook
     fig, ax = plt.subplots(figsize=(6, 3.5)); rs = sorted(records, key=lambda r: r['step'])
     for k in ('dino', 'clip_i', 'clip_t', 'pres', 'div'): ax.plot([r['step'] for r in rs], [r[k] for r in rs], marker='o', label=k.upper().replace('_', '-'))
     if best: ax.axvline(best['step'], color='grey', ls='--', label=f"best: {best['checkpoint']}")
