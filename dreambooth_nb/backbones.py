@@ -226,7 +226,7 @@ TINY_SIZES = {'tiny': (TINY_UNET, TINY_VAE, TINY_TEXT), 'small': (SMALL_UNET, SM
 # %% ../nbs/01_backbones.ipynb #bfeea3e8
 class SDBackbone(Backbone):
     "Stable Diffusion 1.x/2.x: CLIP text encoder, AutoencoderKL, UNet2DConditionModel (epsilon or v-prediction)."
-    family, lora_formats, extracts_lora, single_file = 'sd', ('diffusers', 'kohya'), True, True
+    family, lora_formats, extracts_lora, single_file = 'sd', ('diffusers', 'kohya', 'comfyui'), True, True   # comfyui: kohya's keys
     def __init__(self, unet, vae, text_encoder, tokenizer, noise_scheduler, name: str = 'tiny:sd15'):
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
         self.noise_scheduler, self.name = noise_scheduler, name

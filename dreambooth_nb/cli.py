@@ -227,17 +227,20 @@ def add_priors_parser(sub):
 def add_export_parser(sub):
     "`dreambooth-nb export`: a checkpoint as a diffusers folder, a LoRA or one file."
     e = sub.add_parser('export', allow_abbrev=False, help='Export a run: a diffusers folder or a LoRA file, checked against the trained model.')
-    e.add_argument('--run', required=True, help='Run folder (or a checkpoint folder)')
-    e.add_argument('--format', required=True, choices=['diffusers', 'lora', 'single-file'],
+    e.add_argument('--run', help='Run folder (or a checkpoint folder)')
+    e.add_argument('--format', choices=['diffusers', 'lora', 'single-file'],
                    help='diffusers folder, LoRA safetensors, or one safetensors file in the original SD layout (A1111, ComfyUI)')
     e.add_argument('--out', default=None, help='Destination: a folder (created if new; files are added beside other tools\' files, never over them), '
                    'or X.safetensors for lora / single-file (default: RUN/export/FORMAT)')
     e.add_argument('--overwrite', action='store_true', help='Replace an earlier export of ours at --out (only the files it wrote)')
     e.add_argument('--checkpoint', default='latest', help='latest, step-N or a checkpoint path')
     e.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16'])
-    e.add_argument('--lora_format', default='diffusers', choices=['diffusers', 'kohya'], help='LoRA key layout: diffusers, or kohya (A1111/ComfyUI)')
+    e.add_argument('--lora_format', default='diffusers', choices=['diffusers', 'kohya', 'comfyui'],
+                   help='LoRA key layout: diffusers; kohya (A1111, ComfyUI, musubi-tuner); comfyui (FLUX: BFL names; SD/SDXL: kohya keys)')
     e.add_argument('--rank', type=_ranged(int, '--rank', 1, MAX_RANK, "a LoRA rank above a layer's smallest dimension adds nothing"), default=None,
                    help=f'Rank of a LoRA extracted from a full fine-tune (1-{MAX_RANK}; default: the run\'s rank)')
+    from dreambooth_nb.lora_keys import add_inspect_flags
+    add_inspect_flags(e)                                          # --inspect FILE [--json] (05b)
 
 # %% ../nbs/09_cli.ipynb #a9053bf9
 def build_parser() -> argparse.ArgumentParser:
@@ -442,8 +445,11 @@ def cmd_sample(args) -> int:
 
 # %% ../nbs/09_cli.ipynb #6d1ed2ee
 def cmd_export(args) -> int:
+    from dreambooth_nb.lora_keys import cmd_inspect
+    if (done := cmd_inspect(args)) is not None: return done      # --inspect FILE, or --run/--format missing
     from dreambooth_nb.checkpoint import checkpoint_dir
-    from dreambooth_nb.export import export_diffusers, export_lora, export_single_file
+    from dreambooth_nb.export import export_diffusers, export_lora
+    from dreambooth_nb.single_file import export_single_file
     checkpoint_dir(args.run, args.checkpoint)                     # a wrong run is named before anything is written
     out = Path(args.out) if args.out else Path(args.run) / 'export' / (f'lora-{args.lora_format}' if args.format == 'lora' else args.format)
     writable_dir(out.parent)
@@ -451,7 +457,7 @@ def cmd_export(args) -> int:
     if args.format == 'diffusers': path = export_diffusers(args.run, out, args.checkpoint, args.dtype, **kw)
     elif args.format == 'single-file': path = export_single_file(args.run, out, args.checkpoint, args.dtype, **kw)
     else: path = export_lora(args.run, out, args.checkpoint, args.lora_format, args.rank, args.dtype, **kw)
-    print(path.message + (f" Model card: {path.card}." if path.card else ''))   # what the export measured, in its own words
+    print(path.message)                                           # what the export measured, in its own words (and where the card is)
     return 0
 
 # %% ../nbs/09_cli.ipynb #e7faa2d3

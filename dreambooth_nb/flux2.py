@@ -29,6 +29,7 @@ TEXT_ENCODER_FROZEN = ("train_text_encoder is not supported for FLUX.2 klein: it
 class Flux2KleinBackbone(Backbone):
     "FLUX.2 [klein]: Flux2Transformer2DModel (flow matching), AutoencoderKLFlux2 (patchified, batch-norm-normalised latents), Qwen3 text encoder."
     family = 'flux2-klein'
+    lora_formats, extracts_lora = ('diffusers', 'comfyui', 'kohya'), True   # comfyui/kohya: BFL's names, q/k/v fused (05b)
     prediction_type = 'flow_matching'                  # the target is the velocity noise - x0
     max_references, recommended_references = 10, 4    # BFL's spec for klein: 4 references; the pipeline takes more
     weighting_scheme, logit_mean, logit_std, mode_scale = 'none', 0.0, 1.0, 1.29

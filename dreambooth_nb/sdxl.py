@@ -18,7 +18,7 @@ __all__ = ['TINY_SDXL_UNET', 'TINY_SDXL_TEXT', 'SDXLBackbone', 'tiny_sdxl']
 # %% ../nbs/01a_sdxl.ipynb #ea7b42aa
 class SDXLBackbone(SDBackbone):
     "Stable Diffusion XL: two CLIP text encoders, pooled embeddings and size/crop time ids."
-    family, single_file = 'sdxl', False         # LoRA layouts and SVD extraction as for SD; no single-file layout yet
+    family, single_file = 'sdxl', True          # LoRA layouts and SVD extraction as for SD; single file in the SGM layout (05c)
     def __init__(self, unet, vae, text_encoder, text_encoder_2, tokenizer, tokenizer_2, noise_scheduler, name='tiny:sdxl'):
         self.text_encoder_2, self.tokenizer_2 = text_encoder_2, tokenizer_2
         super().__init__(unet, vae, text_encoder, tokenizer, noise_scheduler, name=name)

@@ -133,7 +133,7 @@ def test_out_file_writes_exactly_that_file_and_its_card(runs, tmp_path):
 
 def test_re_export_needs_overwrite_and_replaces_only_our_files(runs, tmp_path):
     from safetensors.torch import load_file
-    from dreambooth_nb.export import export_single_file
+    from dreambooth_nb.single_file import export_single_file
     from dreambooth_nb.outputs import OutputError
     out = export_single_file(runs / 'full', tmp_path / 'sf')
     (out / 'notes.txt').write_text("the user's")

@@ -23,7 +23,7 @@ def klein_run(tmp_path_factory):
     run = tmp_path_factory.mktemp('klein') / 'run'
     trainer = train(_cfg(run))
     assert {'instance_loss', 'prior_loss'} <= set(trainer.history[0])            # prior preservation is on
-    assert trainer.cache is not None and trainer.text['instance'][0] == 'emb'    # cached latents, precomputed embeddings
+    assert trainer.cache is not None and all(how == 'emb' for how, _ in trainer.text.values())    # cached latents, precomputed embeddings
     return run
 
 def test_lora_prior_preservation_and_bit_identical_resume(klein_run, tmp_path):
@@ -40,11 +40,12 @@ def test_min_snr_is_refused_for_flow_matching(tmp_path):
         train(_cfg(tmp_path / 'snr', snr_gamma=5.0))
     assert not (tmp_path / 'snr').exists()                                     # refused before priors or any file
 
-def test_kohya_keys_are_refused_for_klein_with_a_clear_error(klein_run, tmp_path):
+def test_an_unknown_lora_layout_is_refused_with_a_clear_error(klein_run, tmp_path):
     from dreambooth_nb.config import ConfigError
     from dreambooth_nb.export import export_lora
-    with pytest.raises(ConfigError, match='diffusers keys'):
-        export_lora(klein_run, tmp_path / 'k', fmt='kohya')
+    with pytest.raises(ConfigError, match='Unknown LoRA format'):          # comfyui and kohya keys: tests/test_interop.py
+        export_lora(klein_run, tmp_path / 'k', fmt='a1111')
+    assert not (tmp_path / 'k').exists()
 
 def test_lora_file_loads_in_the_klein_pipeline(klein_run, tmp_path):
     from dreambooth_nb.export import export_lora
