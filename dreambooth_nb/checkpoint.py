@@ -11,16 +11,17 @@ from safetensors.torch import save_file, load_file
 from .atomic import now_utc
 from .config import CheckpointError, TrainConfig
 from .training import Callback, CancelFitException, TrainingDiverged, lora_targets
+from .optim import load_ema_state
 from .load import identity_record, model_difference, same_model
 from .rundir import (CHECKPOINT_PREFIX, CONFIG_FILE, LEGACY_CHECKPOINTS_DIR, MANIFEST_FILE, checkpoint_name,
                                   read_checkpoint_manifest, read_run_config, run_id, write_checkpoint_manifest)
 
 # %% auto #0
-__all__ = ['trained_weights', 'training_state', 'sha256_file', 'rng_state', 'set_rng_state', 'check_finite_weights',
+__all__ = ['EMA_PREFIX', 'trained_weights', 'training_state', 'sha256_file', 'rng_state', 'set_rng_state', 'check_finite_weights',
            'save_checkpoint', 'checkpoint_problem', 'checkpoint_step', 'list_checkpoints', 'latest_checkpoint',
-           'migrate_checkpoints', 'check_base_model', 'load_weights_into', 'find_checkpoint', 'resolve_checkpoint',
-           'check_same_run', 'resume', 'rotate_checkpoints', 'CheckpointCallback', 'StopOnSignal', 'run_root',
-           'checkpoint_dir', 'load_trained']
+           'migrate_checkpoints', 'check_base_model', 'checkpoint_weights', 'load_weights_into', 'find_checkpoint',
+           'resolve_checkpoint', 'check_same_run', 'resume_ema', 'resume', 'rotate_checkpoints', 'CheckpointCallback',
+           'StopOnSignal', 'run_root', 'checkpoint_dir', 'load_trained']
 
 # %% ../nbs/05_checkpoint.ipynb #fe1ee34b
 def trained_weights(trainer) -> dict[str, dict[str, torch.Tensor]]:
@@ -73,10 +74,14 @@ def check_finite_weights(weights: dict, step: int):
         if bad: raise TrainingDiverged(f"Not saving step {step}: {module} weight {bad} is not finite. The newest checkpoint on disk "
                                        f"is the last good state; lower the learning rate or use bf16/fp32 and resume from it.")
 
+EMA_PREFIX = 'ema-'              # ema-unet.safetensors: the moving average of unet.safetensors' trained weights
+
 def _write_checkpoint_files(trainer, folder: Path) -> dict:
     files, weights = {}, trained_weights(trainer)
     check_finite_weights(weights, trainer.step)
-    for name, sd in weights.items():
+    ema = trainer.ema.state_dict() if getattr(trainer, 'ema', None) is not None else {}
+    check_finite_weights(ema, trainer.step)
+    for name, sd in [*weights.items(), *((f'{EMA_PREFIX}{n}', sd) for n, sd in ema.items())]:
         save_file(sd, folder / f'{name}.safetensors'); files[f'{name}.safetensors'] = None
     if not trainer.cfg.checkpoint_weights_only:
         torch.save(training_state(trainer), folder / 'training_state.pt'); files['training_state.pt'] = None
@@ -87,7 +92,7 @@ def _manifest(trainer, files: dict) -> dict:
     bb, cfg = trainer.backbone, trainer.cfg
     n = len(trainer.data.instance_pixels)
     return dict(step=trainer.step, epoch=trainer.step * cfg.train_batch_size * cfg.gradient_accumulation_steps // n, mode=cfg.mode, rank=cfg.rank, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules,
-                train_text_encoder=cfg.train_text_encoder, family=bb.family, **identity_record(bb),
+                train_text_encoder=cfg.train_text_encoder, family=bb.family, ema=getattr(trainer, 'ema', None) is not None, **identity_record(bb),
                 run_id=getattr(trainer, 'run_id', None), created=now_utc(), files=files)
 
 # %% ../nbs/05_checkpoint.ipynb #09953696
@@ -174,12 +179,23 @@ def _check_compatible(manifest: dict, trainer, folder) -> dict:
                                   f"but this run has {key}={value!r} (base model {bb.name}). Resume with the config the checkpoint was made with.")
     return check_base_model(manifest, bb, folder)
 
-def load_weights_into(modules: dict, folder, strict_full: bool) -> None:
-    "Load each `<name>.safetensors` of a checkpoint into the module of the same name."
+def checkpoint_weights(folder, ema: bool = True, names=None) -> dict[str, dict[str, torch.Tensor]]:
+    "Module name -> the checkpoint's weights for it: the EMA of each trained weight where saved (and `ema`), else the trained weight."
+    folder = Path(folder)
+    names = names or [p.stem for p in sorted(folder.glob('*.safetensors')) if not p.name.startswith(EMA_PREFIX)]
+    out = {}
+    for name in names:
+        path, averaged = folder / f'{name}.safetensors', folder / f'{EMA_PREFIX}{name}.safetensors'
+        if not path.is_file(): raise CheckpointError(f"Checkpoint {folder} has no {path.name}; it was made with other trainable modules.")
+        out[name] = load_file(path) | (load_file(averaged) if ema and averaged.is_file() else {})
+    return out
+
+def load_weights_into(modules: dict, folder, strict_full: bool, ema: bool = False) -> None:
+    "Load each `<name>.safetensors` of a checkpoint (its EMA with `ema`, where saved) into the module of the same name."
+    weights = checkpoint_weights(folder, ema, list(modules))
     for name, module in modules.items():
         path = Path(folder) / f'{name}.safetensors'
-        if not path.is_file(): raise CheckpointError(f"Checkpoint {folder} has no {path.name}; it was made with other trainable modules.")
-        missing, unexpected = module.load_state_dict(load_file(path), strict=False)
+        missing, unexpected = module.load_state_dict(weights[name], strict=False)
         if unexpected or (strict_full and missing):
             raise CheckpointError(f"{path} does not fit the {name}: {len(missing)} missing, {len(unexpected)} unexpected tensors.")
 
@@ -216,6 +232,15 @@ def check_same_run(folder, run_dir):
                               f"(--output_dir {run_root(folder)}), or start this one without resume_from_checkpoint.")
 
 # %% ../nbs/05_checkpoint.ipynb #0a938fda
+def resume_ema(trainer, folder):
+    "Continue the EMA from the checkpoint's averages; a checkpoint without them starts the average from its weights."
+    ema = getattr(trainer, 'ema', None)
+    if ema is None: return
+    files = {n: Path(folder) / f'{EMA_PREFIX}{n}.safetensors' for n in trainer.models}
+    if all(f.is_file() for f in files.values()): load_ema_state(ema, {n: load_file(f) for n, f in files.items()}, str(folder)); return
+    warnings.warn(f"Checkpoint {Path(folder).name} holds no EMA weights (use_ema was off): the average starts from its weights.")
+    ema.reset()
+
 def resume(trainer, folder) -> int:
     "Restore weights, optimizer, LR schedule, grad scaler and step from a checkpoint; returns the step."
     folder = Path(folder)
@@ -224,6 +249,7 @@ def resume(trainer, folder) -> int:
     acc = trainer.accelerator
     load_weights_into({n: acc.unwrap_model(m) for n, m in trainer.models.items()}, folder, trainer.cfg.mode == 'full')
     trainer.step = manifest['step']
+    resume_ema(trainer, folder)
     if not (folder / 'training_state.pt').is_file():
         warnings.warn(f"Checkpoint {folder.name} holds weights only: the optimizer restarts, so the loss curve will not match an uninterrupted run.")
         return trainer.step
@@ -301,8 +327,8 @@ def checkpoint_dir(run_or_checkpoint, checkpoint: str = 'latest') -> Path:
     if not p.is_dir(): raise CheckpointError(f"Run folder {p} does not exist.")
     return resolve_checkpoint(p, checkpoint)
 
-def load_trained(run_or_checkpoint, checkpoint: str = 'latest', device='cpu', dtype=torch.float32):
-    "The base model of a run with a checkpoint's trained weights applied; returns (backbone, manifest)."
+def load_trained(run_or_checkpoint, checkpoint: str = 'latest', device='cpu', dtype=torch.float32, ema: bool = True):
+    "The base model of a run with a checkpoint's trained weights applied (their EMA where the run kept one, unless `ema=False`); returns (backbone, manifest)."
     from dreambooth_nb.load import load_base
     folder = checkpoint_dir(run_or_checkpoint, checkpoint)
     manifest = read_checkpoint_manifest(folder)
@@ -311,6 +337,7 @@ def load_trained(run_or_checkpoint, checkpoint: str = 'latest', device='cpu', dt
     manifest = check_base_model(manifest, bb, folder)
     mods = bb.trainable_modules(manifest['mode'], manifest['train_text_encoder'], rank=manifest['rank'],
                                 lora_alpha=manifest['lora_alpha'], targets=lora_targets(cfg))
-    load_weights_into(mods, folder, manifest['mode'] == 'full')
+    load_weights_into(mods, folder, manifest['mode'] == 'full', ema=ema)
+    manifest = {**manifest, 'weights': 'ema' if ema and manifest.get('ema') else 'trained'}
     for m in bb.modules().values(): m.requires_grad_(False).eval()
     return bb.to(device, dtype), manifest

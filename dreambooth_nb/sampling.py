@@ -211,15 +211,15 @@ def _write_samples(samples: Samples, out: Path, compare: Image.Image | None = No
     return paths
 
 def sample_run(run, prompts=None, seeds=(0, 1, 2), checkpoint: str = 'latest', out=None, eval: bool = False,
-               lora_scale: float | None = None, compare: bool = False, backbone=None, device=None, **given) -> Samples:
-    "Sample a run's checkpoint (`dreambooth-nb sample` and the Sample panel): defaults from the run and the model; PNGs in `out` if given."
+               lora_scale: float | None = None, compare: bool = False, backbone=None, device=None, ema: bool = True, **given) -> Samples:
+    "Sample a run's checkpoint (`dreambooth-nb sample` and the Sample panel; its EMA weights where kept, unless `ema=False`): defaults from the run and the model; PNGs in `out` if given."
     from dreambooth_nb.checkpoint import checkpoint_dir, load_trained, run_root
     from dreambooth_nb.load import load_base
     from dreambooth_nb.rundir import CONFIG_FILE, read_run_config
     folder = checkpoint_dir(run, checkpoint)
     cfg = read_run_config(run_root(folder), folder / CONFIG_FILE)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    backbone, manifest = (backbone, None) if backbone is not None else load_trained(folder, device=device)
+    backbone, manifest = (backbone, None) if backbone is not None else load_trained(folder, device=device, ema=ema)
     if lora_scale is not None:
         mode = manifest['mode'] if manifest else cfg.mode
         if mode != 'lora': raise ConfigError(f"--lora_scale needs a LoRA run; {folder} was trained in {mode} mode.")
@@ -261,7 +261,7 @@ class SampleCallback(Callback):
         self.last_step = t.step
         t.callback('before_sample_grid')
         try:
-            with t.all_on_device(): imgs = generate(t.backbone, self.prompts, self.seeds, should_stop=self.should_stop, **self.kw)
+            with t.all_on_device(), t.using_ema(): imgs = generate(t.backbone, self.prompts, self.seeds, should_stop=self.should_stop, **self.kw)
         except SamplingStopped: return                          # Stop pressed while drawing: no grid at this step
         finally: t.callback('after_sample_grid')
         grid = image_grid(imgs, len(self.prompts), len(self.seeds), self.prompts, [f'seed {s}' for s in self.seeds])

@@ -18,14 +18,14 @@ from .config import ConfigError, DreamBoothError, TrainConfig, train_steps
 from .rundir import append_metrics, read_metrics
 from .data import SubjectData, batch_indices, flip_mask
 from .backbones import batch_cat, batch_expand, batch_map
+from .optim import ema_applied, make_optimizer, training_extras
 
 # %% auto #0
 __all__ = ['HALF', 'TRACKER_PACKAGES', 'FP16_OVERFLOW_TRIES', 'CancelStepException', 'CancelFitException', 'Callback',
            'run_callbacks', 'with_events', 'encode_all', 'LatentCache', 'snr_weights', 'dreambooth_loss',
-           'make_optimizer', 'make_lr_scheduler', 'make_accelerator', 'lora_targets', 'cast_frozen_weights',
-           'allow_new_precision', 'check_tracker_installed', 'tracker_config', 'TrainerBase', 'TrainerSetup',
-           'TrainerBatches', 'TrainingDiverged', 'TrainerStep', 'Trainer', 'MetricsCallback', 'ProgressCallback',
-           'smooth', 'plot_loss']
+           'make_lr_scheduler', 'make_accelerator', 'lora_targets', 'cast_frozen_weights', 'allow_new_precision',
+           'check_tracker_installed', 'tracker_config', 'TrainerBase', 'TrainerSetup', 'TrainerBatches',
+           'TrainingDiverged', 'TrainerStep', 'Trainer', 'MetricsCallback', 'ProgressCallback', 'smooth', 'plot_loss']
 
 # %% ../nbs/04_training.ipynb #9973de15
 class CancelStepException(Exception): "Raise in a callback to skip the rest of this step."
@@ -89,18 +89,6 @@ def dreambooth_loss(pred, target, n_instance: int, prior_loss_weight: float, wei
     return instance + prior_loss_weight * prior, dict(instance_loss=instance.detach(), prior_loss=prior.detach())
 
 # %% ../nbs/04_training.ipynb #5ffcf486
-def make_optimizer(cfg: TrainConfig, params, num_processes: int = 1):
-    "AdamW (or bitsandbytes' AdamW8bit) over `params`."
-    lr = cfg.learning_rate
-    if cfg.scale_lr: lr *= cfg.gradient_accumulation_steps * cfg.train_batch_size * num_processes
-    if cfg.use_8bit_adam:
-        try: import bitsandbytes as bnb
-        except ImportError:
-            raise ConfigError("use_8bit_adam needs bitsandbytes: `pip install 'dreambooth_nb[lora8bit]'`, or turn use_8bit_adam off.") from None
-        cls = bnb.optim.AdamW8bit
-    else: cls = torch.optim.AdamW
-    return cls(params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.adam_weight_decay, eps=cfg.adam_epsilon)
-
 def make_lr_scheduler(cfg: TrainConfig, optimizer, total_steps: int, num_processes: int = 1):
     "diffusers' LR schedule over `total_steps`; accelerate steps it once per process, hence the scaling."
     return get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps * num_processes,
@@ -213,6 +201,7 @@ class TrainerSetup(TrainerBase):
         self.models = dict(zip(names, prepared[:len(names)]))
         self.opt, self.lr_sched = prepared[len(names):]
         self.params = params
+        self.fused, self.ema = training_extras(cfg, self.opt, mods, acc.num_processes)
         self.cache = LatentCache(bb, self.data, cfg.random_flip) if cfg.cache_latents else None
         self._prepare_text()
         self.offload_frozen()
@@ -288,18 +277,25 @@ class TrainerStep(TrainerBatches):
                 f"Lower the learning rate (now {cfg.learning_rate:g}), use mixed_precision bf16 or no instead of fp16, "
                 f"then continue with --resume_from_checkpoint latest (or start over with --overwrite).")
 
+    def apply_gradients(self):
+        "Clip, check, step, clear; with `fused_backward` the parameters stepped inside backward and only the norm is left."
+        if self.fused is not None: self.grad_norm = self.fused.grad_norm(); self.check_finite(); return
+        self.grad_norm = self.accelerator.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        self.check_finite()
+        self.opt.step(); self.opt.zero_grad(set_to_none=True)
+
     @with_events('step', CancelStepException)
     def one_step(self):
-        "One optimizer update: `gradient_accumulation_steps` micro-batches through accelerate."
+        "One optimizer update: `gradient_accumulation_steps` micro-batches through accelerate, then the EMA update."
         acc, accum, t0 = self.accelerator, self.cfg.gradient_accumulation_steps, time.perf_counter()
+        if self.fused is not None: self.fused.attach()
         for k in range(accum):
             with acc.accumulate(*self.models.values()):
                 self.loss, self.loss_parts = self.compute_loss(self.step * accum + k)
                 acc.backward(self.loss)
-                if acc.sync_gradients:
-                    self.grad_norm = acc.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
-                    self.check_finite()
-                self.opt.step(); self.lr_sched.step(); self.opt.zero_grad(set_to_none=True)
+                if acc.sync_gradients: self.apply_gradients()
+                self.lr_sched.step()
+        if self.ema is not None: self.ema.update(self.step + 1)
         self.step += 1
         self.step_seconds = time.perf_counter() - t0
 
@@ -315,8 +311,13 @@ class Trainer(TrainerStep):
         if not hasattr(self, 'opt'): self.setup()
         try: self.fit_loop()
         finally:
+            if self.fused is not None: self.fused.detach()       # the backbone outlives the trainer without its hooks
             for cb in self.callbacks: cb.trainer = None
         return self
+
+    def using_ema(self):
+        "A context in which the trained parameters hold their EMA (sample grids, final outputs); nothing changes without `use_ema`."
+        return ema_applied(self.ema)
 
 # %% ../nbs/04_training.ipynb #afa74cce
 def _scalar(acc, x) -> float:
