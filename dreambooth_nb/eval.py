@@ -292,6 +292,7 @@ def _write_scores(out: Path, new: list[dict], tolerance: float) -> list[dict]:
     finally: plt.close(fig)
     return records
 
+# %% ../nbs/07b_eval.ipynb #d89af52a
 def evaluate_run(run, checkpoints='all', prompts=None, images_per_prompt: int = 4, num_inference_steps: int | None = None,
                  image_encoder=DINO_DEFAULT, clip_model=CLIP_DEFAULT, tolerance: float = 0.02, device=None,
                  progress=None, should_stop=None) -> EvalResult:

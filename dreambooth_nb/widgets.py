@@ -142,7 +142,10 @@ class Studio(W.Tab):
         if panel is self.priors and not self.priors.busy: self.priors.show_bank()
         if panel in (self.sample, self.eval) and not panel.busy: panel.follow(out)
         if panel is self.results and not self.results.busy: self.results.show(out)
+# `use_checkpoint` (the next cell) completes the class: the studio is built and checked after it
 
+# %% ../nbs/08e_studio.ipynb #3eb9a960
+class Studio(Studio):
     def use_checkpoint(self, name: str):
         "Eval's 'Use this checkpoint': the Results tab, opened with `name` picked for export."
         self.selected_index = TAB_TITLES.index('Results')

@@ -83,11 +83,6 @@ class EvalPanel(Panel):
         self.children += (self.plot, self.table, self.best, self.warning, W.HBox([self.chosen, self.use_button]))   # results under the status
         self.set_run_dir(run_dir or TrainConfig().output_dir)
 
-    def show_fields(self):
-        "The checkpoint list only for 'pick', the prompt box only for 'my prompts'."
-        self.picked.layout.display = None if self.which.value == 'pick' else 'none'
-        self.prompts.layout.display = None if self.prompt_set.value == MY_PROMPTS else 'none'
-
 # %% ../nbs/08f_eval.ipynb #6c5b8211
 class EvalPanel(EvalPanel):
     def config(self) -> TrainConfig:
@@ -121,6 +116,11 @@ class EvalPanel(EvalPanel):
 
 # %% ../nbs/08f_eval.ipynb #556afb0e
 class EvalPanel(EvalPanel):
+    def show_fields(self):
+        "The checkpoint list only for 'pick', the prompt box only for 'my prompts'."
+        self.picked.layout.display = None if self.which.value == 'pick' else 'none'
+        self.prompts.layout.display = None if self.prompt_set.value == MY_PROMPTS else 'none'
+
     def show_scores(self, records: list[dict]):
         "The plot, the table, the best checkpoint and any overfitting warning of `records`; the scored checkpoints on disk to use."
         self.records, best, warning = records, best_checkpoint(records), overfitting_warning(records)
