@@ -31,7 +31,7 @@ def one(size: str, mode: str, impl: str, steps: int, gpu: bool) -> dict:
                  mixed_precision='fp16' if gpu else 'no', gradient_checkpointing=size == 'sd15', use_8bit_adam=False,
                  cache_latents=impl == 'ours', pre_compute_text_embeddings=impl == 'ours')
     px = load_pixels(find_images(sample_subject_dir()), res)
-    data = SubjectData(px, 'a photo of olis dog', px.flip(-1), 'a photo of dog')   # any images time the same
+    data = SubjectData.from_tensors(px, 'a photo of olis dog', px.flip(-1), 'a photo of dog')   # any images time the same
     t = Trainer(cfg, bb, data)
     t.setup()
     if gpu: torch.cuda.synchronize()

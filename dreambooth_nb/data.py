@@ -4,19 +4,26 @@
 
 # %% ../nbs/02_data.ipynb #0db7127c
 from __future__ import annotations
-import math, threading, warnings
+import json, math, threading, warnings
 from importlib import resources
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from .config import DataError
+import yaml
+from .atomic import atomic_write_text
+from .config import ConfigError, DataError, class_from_prompt, fill_prompt, infer_identifier
 
 # %% auto #0
-__all__ = ['MAX_PHOTO_PIXELS', 'WORKING_PIXELS', 'KNOWN_BAD_IDENTIFIERS', 'sample_subject_dir', 'UnreadableImage', 'open_header',
-           'load_image', 'find_images', 'warn_skipped', 'crop_square', 'to_tensor', 'to_pil', 'load_pixels',
-           'check_identifier', 'rare_identifiers', 'batch_indices', 'flip_mask', 'SubjectData', 'subject_data']
+__all__ = ['MAX_PHOTO_PIXELS', 'WORKING_PIXELS', 'MASK_SUFFIX', 'MAX_BUCKET_ASPECT', 'KNOWN_BAD_IDENTIFIERS', 'DATASET_FILE',
+           'sample_subject_dir', 'UnreadableImage', 'open_header', 'load_image', 'is_mask_file', 'find_images',
+           'warn_skipped', 'cover_box', 'cover_crop', 'crop_square', 'to_tensor', 'to_pil', 'bucket_sizes',
+           'nearest_bucket', 'load_pixels', 'check_identifier', 'rare_identifiers', 'batch_indices', 'flip_mask',
+           'group_schedule', 'Concept', 'config_concept', 'load_concepts', 'read_caption', 'mask_file', 'load_mask',
+           'kohya_parts', 'ImageEntry', 'concept_entries', 'sample_prompts', 'scan_concepts', 'TrainImage',
+           'SubjectData', 'batch_items', 'training_size', 'instance_images', 'class_images', 'subject_data',
+           'dataset_records', 'write_dataset']
 
 # %% ../nbs/02_data.ipynb #37bccd58
 def sample_subject_dir() -> Path:
@@ -78,12 +85,17 @@ def load_image(path) -> Image.Image:
     except (OSError, ValueError, Image.DecompressionBombError) as e: raise UnreadableImage(path, str(e)) from None
 
 # %% ../nbs/02_data.ipynb #00f324e4
+MASK_SUFFIX = '_mask.png'             # name_mask.png beside name.jpg: that photo's mask, never a training photo
+
+def is_mask_file(path) -> bool: return Path(path).name.lower().endswith(MASK_SUFFIX)
+
 def find_images(folder, what: str = 'instance') -> list[Path]:
     "The readable images in `folder` (sorted); warns once about skipped files (and why), `DataError` if none."
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataError(f"The {what} image folder {folder} does not exist. Put your photos in a folder and pass its path ({what}_data_dir).")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith('.') and p.suffix.lower() not in ('.md', '.jsonl', '.json', '.txt'))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith('.') and not is_mask_file(p)
+                   and p.suffix.lower() not in ('.md', '.jsonl', '.json', '.txt', '.yaml', '.yml'))
     good, skipped = [], {}
     for p in files:
         try: load_image(p); good.append(p)
@@ -100,17 +112,25 @@ def warn_skipped(folder, skipped: dict[str, str], note: str = ''):
                   + '; '.join(f'{name} ({why})' for name, why in skipped.items()) + note, stacklevel=3)
 
 # %% ../nbs/02_data.ipynb #76315cd6
+def cover_box(size, width: int, height: int, center_crop: bool = True, generator=None) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    "(resized size, crop box) that resize an image of `size` to cover `width`×`height` and crop that size out of it."
+    w, h = size
+    scale = max(width / w, height / h)
+    w, h = max(width, round(w * scale)), max(height, round(h * scale))
+    if center_crop: left, top = (w - width) // 2, (h - height) // 2
+    else:
+        left = int(torch.randint(0, w - width + 1, (1,), generator=generator))
+        top = int(torch.randint(0, h - height + 1, (1,), generator=generator))
+    return (w, h), (left, top, left + width, top + height)
+
+def cover_crop(img: Image.Image, width: int, height: int, center_crop: bool = True, generator=None, resample=Image.LANCZOS) -> Image.Image:
+    "Resize `img` to cover `width`×`height` (Lanczos) and crop that size: centered, or at a seeded random place."
+    size, box = cover_box(img.size, width, height, center_crop, generator)
+    return img.resize(size, resample).crop(box)
+
 def crop_square(img: Image.Image, resolution: int, center_crop: bool = True, generator=None) -> Image.Image:
     "Resize the short side to `resolution` (Lanczos) and crop a `resolution` square."
-    w, h = img.size
-    scale = resolution / min(w, h)
-    img = img.resize((max(resolution, round(w * scale)), max(resolution, round(h * scale))), Image.LANCZOS)
-    w, h = img.size
-    if center_crop: left, top = (w - resolution) // 2, (h - resolution) // 2
-    else:
-        left = int(torch.randint(0, w - resolution + 1, (1,), generator=generator))
-        top = int(torch.randint(0, h - resolution + 1, (1,), generator=generator))
-    return img.crop((left, top, left + resolution, top + resolution))
+    return cover_crop(img, resolution, resolution, center_crop, generator)
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
     "RGB PIL image -> float tensor (3, H, W) in [-1, 1]."
@@ -121,6 +141,22 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     "Float tensor (3, H, W) in [-1, 1] -> RGB PIL image."
     a = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(a)
+
+# %% ../nbs/02_data.ipynb #6cc8f0a1
+MAX_BUCKET_ASPECT = 2.0       # the widest bucket is 2:1 (and the tallest 1:2)
+
+def bucket_sizes(resolution: int, multiple: int, max_aspect: float = MAX_BUCKET_ASPECT) -> list[tuple[int, int]]:
+    "(width, height) buckets of about `resolution`² pixels, sides multiples of `multiple`, aspect at most `max_aspect` either way."
+    area, out = resolution * resolution, {(resolution, resolution)}
+    for w in range(multiple, int(resolution * math.sqrt(max_aspect)) + multiple, multiple):
+        h = max(multiple, round(area / w / multiple) * multiple)
+        if max(w / h, h / w) <= max_aspect and abs(w * h - area) <= 0.15 * area: out.add((w, h))
+    return sorted(out)
+
+def nearest_bucket(size, buckets) -> tuple[int, int]:
+    "The bucket whose aspect ratio is closest (in log-aspect) to an image of `size` (width, height)."
+    aspect = math.log(size[0] / size[1])
+    return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - aspect), b))
 
 # %% ../nbs/02_data.ipynb #b2bfb69c
 def load_pixels(paths, resolution: int, center_crop: bool = True, seed: int = 0, what: str = 'instance') -> torch.Tensor:
@@ -168,20 +204,254 @@ def flip_mask(batch_size: int, step: int, seed: int, random_flip: bool) -> list[
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     return (torch.rand(batch_size, generator=g) < 0.5).tolist()
 
+# %% ../nbs/02_data.ipynb #3d11761e
+def group_schedule(group_sizes: list[int], batch_size: int, step: int, seed: int) -> tuple[int, int]:
+    "(group, how many batches that group gave before) for `step`, groups interleaved in proportion to their sizes."
+    tickets = [g for g, n in enumerate(group_sizes) for _ in range(-(-n // batch_size))]
+    epoch, offset = divmod(step, len(tickets))
+    order = tickets if len(group_sizes) == 1 else \
+        [tickets[i] for i in torch.randperm(len(tickets), generator=torch.Generator().manual_seed(seed + epoch))]
+    group = order[offset]
+    return group, epoch * tickets.count(group) + order[:offset].count(group)
+
 # %% ../nbs/02_data.ipynb #58692d62
 @dataclass
-class SubjectData:
-    "Prepared instance (and class) pixels with their prompts."
-    instance_pixels: torch.Tensor
+class Concept:
+    "One subject of a run: its identifier (its name), class, folders and prompt templates."
+    identifier: str
+    class_name: str
+    instance_data_dir: Path
     instance_prompt: str
-    class_pixels: torch.Tensor | None = None
     class_prompt: str | None = None
+    class_data_dir: Path | None = None
+    def fill(self, template: str) -> str: return fill_prompt(template, self.identifier, self.class_name)
 
+def config_concept(cfg) -> Concept:
+    "The one concept a config without `concepts_list` describes."
+    return Concept(cfg.identifier, cfg.class_name, Path(cfg.instance_data_dir or sample_subject_dir()).expanduser(),
+                   cfg.instance_prompt, cfg.class_prompt, Path(cfg.class_data_dir).expanduser() if cfg.class_data_dir else None)
+
+# %% ../nbs/02_data.ipynb #eb692617
+def _concept_entry(entry, cfg, where: Path) -> Concept:
+    "A `concepts_list` entry as a Concept (identifier and class name from the literal prompts when not given)."
+    if not isinstance(entry, dict) or not entry.get('instance_data_dir') or not entry.get('instance_prompt'):
+        raise ConfigError(f"Each entry of concepts_list {where} needs instance_data_dir and instance_prompt; got {entry!r}.")
+    inst, cls = str(entry['instance_prompt']), entry.get('class_prompt')
+    ident = entry.get('identifier') or infer_identifier(inst, cls) or (cfg.identifier if '{identifier}' in inst else None)
+    if not ident: raise ConfigError(f"concepts_list {where}: cannot tell the identifier of {inst!r}; add identifier: to that entry.")
+    name = entry.get('class_name') or class_from_prompt(cls, inst) or cfg.class_name
+    folder = lambda p: (where.parent / Path(p).expanduser()) if p else None
+    return Concept(str(ident), str(name), folder(entry['instance_data_dir']), inst, cls, folder(entry.get('class_data_dir')))
+
+def load_concepts(cfg) -> list[Concept]:
+    "The concepts of a run: the `concepts_list` file's entries, else the config's one; `ConfigError` for a bad list."
+    if not cfg.concepts_list: return [config_concept(cfg)]
+    where = Path(cfg.concepts_list).expanduser()
+    try: entries = yaml.safe_load(where.read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e: raise ConfigError(f"Cannot read concepts_list {where}: {e}") from None
+    if not isinstance(entries, list) or not entries: raise ConfigError(f"concepts_list {where} must be a non-empty list of concepts.")
+    concepts = [_concept_entry(e, cfg, where) for e in entries]
+    seen = [c.identifier for c in concepts]
+    dup = sorted({i for i in seen if seen.count(i) > 1})
+    if dup: raise ConfigError(f"concepts_list {where}: two concepts share the identifier {', '.join(dup)}; give each subject its own rare token.")
+    return concepts
+
+# %% ../nbs/02_data.ipynb #b5329639
+def read_caption(photo) -> str | None:
+    "The text of `photo`'s `name.txt` sidecar (whitespace collapsed), None without one; `DataError` unless UTF-8."
+    path = Path(photo).with_suffix('.txt')
+    if not path.is_file(): return None
+    try: text = path.read_bytes().decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        raise DataError(f"Caption file {path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 (any editor's "
+                        f"'Save with encoding' does it) and run again.") from None
+    return ' '.join(text.split()) or None
+
+def mask_file(photo) -> Path | None:
+    "`photo`'s `name_mask.png`, if there is one."
+    path = Path(photo).with_name(Path(photo).stem + MASK_SUFFIX)
+    return path if path.is_file() else None
+
+def load_mask(path, size) -> Image.Image:
+    "The mask at `path` as an 8-bit grey image of `size` (resized, with a warning, when it differs); `DataError` if all black."
+    try:
+        with open_header(path) as img: mask = ImageOps.exif_transpose(img).convert('L')
+    except (OSError, ValueError) as e: raise UnreadableImage(path, str(e), 'Save the mask as a PNG (white = subject).') from None
+    if mask.size != tuple(size):
+        warnings.warn(f"Mask {path} is {mask.size[0]}×{mask.size[1]} but its photo is {size[0]}×{size[1]}: resized to the photo.")
+        mask = mask.resize(tuple(size), Image.BILINEAR)
+    if mask.getextrema()[1] == 0:
+        raise DataError(f"Mask {path} is all black, so it marks no subject. Paint the subject white, or remove the mask file.")
+    return mask
+
+# %% ../nbs/02_data.ipynb #2a5b8191
+def kohya_parts(folder) -> list[tuple[Path, int, str]] | None:
+    "(subfolder, repeats, prompt) of a kohya-style instance folder (`10_olis dog/`), or None for a plain folder."
+    import re
+    folder = Path(folder).expanduser()
+    if not folder.is_dir() or any(p.is_file() and not p.name.startswith('.') and p.suffix.lower() in ('.jpg', '.jpeg', '.png', '.webp')
+                                  for p in folder.iterdir()): return None
+    parts = [(p, int(m[1]), m[2].strip()) for p in sorted(folder.iterdir()) if p.is_dir() and (m := re.fullmatch(r'(\d+)_(.+)', p.name))]
+    return parts or None
+
+# %% ../nbs/02_data.ipynb #3729eae9
+@dataclass
+class ImageEntry:
+    "A training photo as found: file, concept (identifier), filled caption, mask file (or None), repeats per epoch."
+    file: Path
+    concept: str
+    caption: str
+    mask: Path | None = None
+    repeats: int = 1
+
+def _caption(photo, concept: Concept, default: str) -> str:
+    text = read_caption(photo)
+    if text is None: return concept.fill(default)
+    try: return concept.fill(text)
+    except ConfigError as e: raise DataError(f"Caption file {Path(photo).with_suffix('.txt')}: {e}") from None
+
+def concept_entries(concept: Concept, masked_loss: bool = False) -> list[ImageEntry]:
+    "The checked entries of one concept's photo folder (kohya layout included)."
+    parts = kohya_parts(concept.instance_data_dir)
+    if parts: print(f"Notice: {concept.instance_data_dir} is a kohya-style folder: " + ', '.join(f"{p.name} ({n} repeats, prompt {t!r})" for p, n, t in parts))
+    out = []
+    for folder, repeats, prompt in parts or [(concept.instance_data_dir, 1, concept.instance_prompt)]:
+        try: photos = find_images(folder)
+        except DataError as e: raise DataError(f"Concept {concept.identifier!r}: {e}") from None
+        for p in photos:
+            mask = mask_file(p) if masked_loss else None
+            if mask: load_mask(mask, load_image(p).size)
+            out.append(ImageEntry(p, concept.identifier, _caption(p, concept, prompt), mask, repeats))
+    return out
+
+def sample_prompts(cfg) -> list[str]:
+    "The sample grids' prompts: the validation (else instance) prompt of each concept, then their class prompts."
+    if not cfg.concepts_list: return [cfg.fill(cfg.validation_prompt or cfg.instance_prompt)] + ([cfg.fill(cfg.class_prompt)] if cfg.class_prompt else [])
+    concepts = load_concepts(cfg)
+    return list(dict.fromkeys([c.fill(c.instance_prompt) for c in concepts] + [c.fill(c.class_prompt) for c in concepts if c.class_prompt]))
+
+def scan_concepts(cfg) -> list[ImageEntry]:
+    "Every instance photo of the run, checked; raises the first problem as one clear error."
+    return [e for c in load_concepts(cfg) for e in concept_entries(c, cfg.masked_loss)]
+
+# %% ../nbs/02_data.ipynb #530ca33f
+@dataclass
+class TrainImage:
+    "One prepared image: pixels (3, H, W) in [-1, 1], filled caption, concept, mask (1, H, W) in [0, 1] or None, source."
+    pixels: torch.Tensor
+    caption: str
+    file: str = ''
+    concept: str = ''
+    mask: torch.Tensor | None = None
+    mask_file: str | None = None
+    source: str = 'instance'
     @property
-    def with_prior(self) -> bool: return self.class_pixels is not None
+    def size(self) -> tuple[int, int]: return (self.pixels.shape[-1], self.pixels.shape[-2])
 
-def subject_data(cfg, class_paths=None) -> SubjectData:
-    "Load the instance images of `cfg` (and the class images at `class_paths`) at `cfg.resolution`."
-    inst = load_pixels(find_images(cfg.instance_data_dir or sample_subject_dir()), cfg.resolution, cfg.center_crop, cfg.seed)
-    cls = load_pixels(class_paths, cfg.resolution, cfg.center_crop, cfg.seed, 'class') if class_paths else None
-    return SubjectData(inst, cfg.fill(cfg.instance_prompt), cls, cfg.fill(cfg.class_prompt) if class_paths else None)
+def _group_key(img: TrainImage) -> tuple: return (img.concept, img.size)
+
+# %% ../nbs/02_data.ipynb #64b55996
+@dataclass
+class SubjectData:
+    "A run's prepared instance and class images, grouped for batching."
+    instance: list
+    classes: list = field(default_factory=list)
+
+    @classmethod
+    def from_tensors(cls, instance_pixels, instance_prompt: str, class_pixels=None, class_prompt: str | None = None):
+        "SubjectData of stacked pixels with one prompt per kind (benchmarks, checks)."
+        return cls([TrainImage(p, instance_prompt) for p in instance_pixels],
+                   [TrainImage(p, class_prompt, source='class') for p in class_pixels] if class_pixels is not None else [])
+
+    with_prior = property(lambda self: bool(self.classes))
+    instance_pixels = property(lambda self: [i.pixels for i in self.instance])
+    class_pixels = property(lambda self: [i.pixels for i in self.classes] if self.classes else None)
+    concepts = property(lambda self: list(dict.fromkeys(i.concept for i in self.instance)))
+    def captions(self) -> list[str]: return list(dict.fromkeys(i.caption for i in self.instance + self.classes))
+
+    def groups(self) -> list[tuple[tuple, list[int], list[int]]]:
+        "(concept, size) -> (instance indices, class indices) for each batch group, in a fixed order."
+        keys = sorted({_group_key(i) for i in self.instance}, key=lambda k: (self.concepts.index(k[0]), k[1]))
+        members = lambda imgs, k: [n for n, i in enumerate(imgs) if _group_key(i) == k]
+        return [(k, members(self.instance, k), members(self.classes, k)) for k in keys]
+
+# %% ../nbs/02_data.ipynb #11f79373
+def batch_items(data: SubjectData, batch_size: int, index: int, seed: int) -> tuple[tuple, list[int], list[int]]:
+    "(group key, instance indices, class indices) of micro-batch `index`: one group, replayable from `(seed, index)`."
+    if not hasattr(data, '_groups'): data._groups = data.groups()
+    groups = data._groups
+    g, k = group_schedule([len(m) for _, m, _ in groups], batch_size, index, seed)
+    key, inst, cls = groups[g]
+    pick = lambda members, s: [members[i] for i in batch_indices(len(members), batch_size, k, s)]
+    return key, pick(inst, seed), (pick(cls, seed + 7919) if data.with_prior else [])
+
+# %% ../nbs/02_data.ipynb #fab3fd5b
+def _prepared(path, size, center_crop: bool, generator, mask_path=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    "Pixels (and mask) of the image at `path`, covered and cropped to `size`."
+    img = load_image(path)
+    resized, box = cover_box(img.size, *size, center_crop, generator)
+    pixels = to_tensor(img.resize(resized, Image.LANCZOS).crop(box))
+    if mask_path is None: return pixels, None
+    mask = load_mask(mask_path, img.size).resize(resized, Image.BILINEAR).crop(box)
+    return pixels, torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0)[None]
+
+def training_size(image_size, cfg, size_multiple: int) -> tuple[int, int]:
+    "The (width, height) an image of `image_size` trains at: its nearest bucket, or the square crop."
+    if not cfg.aspect_buckets: return (cfg.resolution, cfg.resolution)
+    return nearest_bucket(image_size, bucket_sizes(cfg.resolution, size_multiple))
+
+def _image_size(path) -> tuple[int, int]:
+    with open_header(path) as img: return ImageOps.exif_transpose(img).size if img.getexif().get(0x0112, 1) != 1 else img.size
+
+# %% ../nbs/02_data.ipynb #9c632c6c
+def instance_images(entries: list[ImageEntry], cfg, size_multiple: int = 8) -> list[TrainImage]:
+    "The instance photos prepared at their training sizes (each repeated `repeats` times); warns about upscaled ones."
+    g, out, small = torch.Generator().manual_seed(cfg.seed), [], []
+    for e in entries:
+        size = training_size(_image_size(e.file), cfg, size_multiple)
+        if min(_image_size(e.file)) < min(size): small.append(e.file.name)
+        pixels, mask = _prepared(e.file, size, cfg.center_crop, g, e.mask)
+        img = TrainImage(pixels, e.caption, str(e.file), e.concept, mask, str(e.mask) if e.mask else None)
+        out += [img] * e.repeats
+    if small: warnings.warn(f"{len(small)} instance image(s) are smaller than {cfg.resolution} px and will be upscaled (soft results): {', '.join(small)}")
+    return out
+
+def class_images(paths, concept: Concept, sizes, cfg, size_multiple: int = 8) -> list[TrainImage]:
+    "A concept's class images at their nearest training sizes, plus crops to each of `sizes` (its instance groups) none of them has."
+    g, caption, out = torch.Generator().manual_seed(cfg.seed), concept.fill(concept.class_prompt or ''), []
+    for p in paths:
+        out.append(TrainImage(_prepared(p, training_size(_image_size(p), cfg, size_multiple), cfg.center_crop, g)[0], caption, str(p), concept.identifier, source='class'))
+    for size in sorted(set(sizes) - {i.size for i in out}):
+        out += [TrainImage(_prepared(p, size, True, None)[0], caption, str(p), concept.identifier, source='class') for p in paths]
+    return out
+
+# %% ../nbs/02_data.ipynb #4f89b787
+def subject_data(cfg, class_paths=None, size_multiple: int = 8) -> SubjectData:
+    "The run's instance images (every concept) and class images: `class_paths` a list (one concept) or {identifier: list}."
+    concepts = load_concepts(cfg)
+    instance = instance_images([e for c in concepts for e in concept_entries(c, cfg.masked_loss)], cfg, size_multiple)
+    if not class_paths: return SubjectData(instance)
+    if not isinstance(class_paths, dict): class_paths = {concepts[0].identifier: class_paths}
+    classes = [img for c in concepts for img in class_images(class_paths.get(c.identifier, []), c,
+                                                             {i.size for i in instance if i.concept == c.identifier}, cfg, size_multiple)]
+    return SubjectData(instance, classes)
+
+# %% ../nbs/02_data.ipynb #100d400d
+DATASET_FILE = 'dataset.jsonl'
+
+def _rel(file: str, run_dir: Path) -> str:
+    try: return Path(file).resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError: return str(file)
+
+def dataset_records(data: SubjectData, run_dir) -> list[dict]:
+    "One record per distinct training image (file, concept, caption, width, height, mask, source[, repeats])."
+    counts, run_dir = {}, Path(run_dir)
+    for img in data.instance + data.classes:
+        rec = dict(file=_rel(img.file, run_dir), concept=img.concept, caption=img.caption, width=img.size[0], height=img.size[1],
+                   mask=_rel(img.mask_file, run_dir) if img.mask_file else None, source=img.source)
+        key = json.dumps(rec, sort_keys=True); counts[key] = counts.get(key, 0) + 1
+    return [json.loads(k) | ({'repeats': n} if n > 1 else {}) for k, n in counts.items()]
+
+def write_dataset(run_dir, data: SubjectData) -> Path:
+    "Write RUN/dataset.jsonl (atomically)."
+    return atomic_write_text(Path(run_dir) / DATASET_FILE, ''.join(json.dumps(r) + '\n' for r in dataset_records(data, run_dir)))

@@ -13,14 +13,16 @@ from .load import identity_record, model_difference, same_model
 from .atomic import atomic_write_bytes, now_utc, png_bytes
 from .config import DataError
 from .rundir import read_jsonl
-from .data import UnreadableImage, load_image, open_header, warn_skipped
+from .data import (UnreadableImage, load_image, open_header, warn_skipped, bucket_sizes, nearest_bucket, load_concepts,
+                                 concept_entries, training_size, _image_size)
+from .rundir import PRIORS_DIR
 
 # %% auto #0
 __all__ = ['PNG_KEY', 'PNG_SIGNATURE', 'LEGACY_MANIFEST', 'read_manifest', 'prior_filename', 'is_prior_name', 'write_png',
            'read_record', 'clean_temporaries', 'set_record', 'read_legacy_manifest', 'bank_files', 'read_bank',
            'migrate_manifest', 'warn_other_settings', 'legacy_name_matches', 'check_bank_model', 'adopt_legacy_records',
            'check_readable', 'scan_bank', 'report_broken', 'missing_indices', 'plan_batches', 'prepare_bank',
-           'generate_priors', 'show_priors']
+           'generate_priors', 'split_count', 'generate_bucket_priors', 'concept_bank_dir', 'class_banks', 'show_priors']
 
 # %% ../nbs/03_priors.ipynb #fb6270f5
 PNG_KEY = 'dreambooth_nb'
@@ -232,12 +234,12 @@ def plan_batches(todo: list[int], records: dict, batch_size: int) -> list[list[i
     return planned + [list(range(c * batch_size, min((c + 1) * batch_size, end))) for c in chunks]
 
 # %% ../nbs/03_priors.ipynb #b51724cf
-def _generate_batch(pipe, indices, prompt, negative_prompt, resolution, steps, guidance, seed):
+def _generate_batch(pipe, indices, prompt, negative_prompt, resolution, steps, guidance, seed, size=None):
     gens = [torch.Generator('cpu').manual_seed(seed + i) for i in indices]
     on_gpu = pipe.device.type == 'cuda'
     with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16, enabled=on_gpu):
         return pipe(prompt=[prompt] * len(indices), negative_prompt=[negative_prompt] * len(indices) if negative_prompt else None,
-                    height=resolution, width=resolution, num_inference_steps=steps, guidance_scale=guidance,
+                    width=(size or (resolution,) * 2)[0], height=(size or (resolution,) * 2)[1], num_inference_steps=steps, guidance_scale=guidance,
                     generator=gens, output_type='pil').images
 
 def prepare_bank(folder, backbone, class_prompt: str, resolution: int, accept_other_model: bool = False) -> dict:
@@ -256,9 +258,12 @@ def prepare_bank(folder, backbone, class_prompt: str, resolution: int, accept_ot
 def generate_priors(backbone, class_data_dir, class_prompt: str, num_class_images: int, resolution: int,
                     sample_batch_size: int = 4, num_inference_steps: int = 25, guidance_scale: float = 7.5,
                     negative_prompt: str | None = None, seed: int = 0, scheduler: str = 'dpm++',
-                    accept_other_model: bool = False, progress: bool = True) -> list[Path]:
-    "Top the bank in `class_data_dir` up to `num_class_images` valid images; returns their paths."
+                    accept_other_model: bool = False, progress: bool = True, sizes: dict | None = None, size_multiple: int = 8) -> list[Path]:
+    "Top the bank in `class_data_dir` up to `num_class_images` valid images (at the bucket `sizes` if given); returns their paths."
     folder = Path(class_data_dir)
+    if sizes and set(sizes) != {(resolution, resolution)}:
+        return generate_bucket_priors(backbone, folder, class_prompt, num_class_images, resolution, sizes, size_multiple, sample_batch_size,
+                                      num_inference_steps, guidance_scale, negative_prompt, seed, scheduler, accept_other_model, progress)
     records = prepare_bank(folder, backbone, class_prompt, resolution, accept_other_model)
     valid, broken = scan_bank(folder, records)
     report_broken(folder, broken)
@@ -276,6 +281,73 @@ def generate_priors(backbone, class_data_dir, class_prompt: str, num_class_image
                 write_png(img, folder / prior_filename(i), dict(seed=seed + i, batch=batch, created=now_utc(), **meta))
                 written.append(folder / prior_filename(i)); bar.update(1)
     return sorted(set(valid) | set(written))[:num_class_images]
+
+# %% ../nbs/03_priors.ipynb #69154515
+def split_count(total: int, weights: dict) -> dict:
+    "`total` split over the keys of `weights` in proportion to them (largest remainder), at least one each."
+    keys = sorted(weights); whole = sum(weights.values())
+    share = {k: max(1, total * weights[k] // whole) for k in keys}
+    for k in sorted(keys, key=lambda k: -(total * weights[k] % whole))[:max(0, total - sum(share.values()))]: share[k] += 1
+    return share
+
+def _bank_bucket(path, record: dict, buckets) -> tuple[int, int]:
+    size = (record['width'], record['height']) if 'width' in record else _image_size(path)
+    return nearest_bucket(size, buckets)
+
+# %% ../nbs/03_priors.ipynb #496329f6
+def _bucket_todo(valid, records, want: dict, buckets, taken: set) -> tuple[dict, dict]:
+    "(bucket -> valid images it has, bucket -> fresh indices to generate) for the wanted counts."
+    have = {b: [] for b in want}
+    for p in valid:
+        b = _bank_bucket(p, records.get(p.name, {}), buckets)
+        if b in have: have[b].append(p)
+    todo, i = {}, 0
+    for b in sorted(want):
+        for _ in range(max(0, want[b] - len(have[b]))):
+            while prior_filename(i) in taken: i += 1
+            todo.setdefault(b, []).append(i); taken.add(prior_filename(i))
+    return have, todo
+
+def generate_bucket_priors(backbone, folder, class_prompt, num_class_images, resolution, sizes, size_multiple, sample_batch_size,
+                           steps, guidance, negative_prompt, seed, scheduler, accept_other_model, progress) -> list[Path]:
+    "`generate_priors` for aspect buckets: `num_class_images` split over `sizes` (bucket -> photo count)."
+    records = prepare_bank(folder, backbone, class_prompt, resolution, accept_other_model)
+    valid, broken = scan_bank(folder, records); report_broken(folder, broken)
+    want = split_count(num_class_images, sizes)
+    have, todo = _bucket_todo(valid, records, want, bucket_sizes(resolution, size_multiple), {p.name for p in valid})
+    if todo:
+        pipe = backbone.pipeline(scheduler)
+        meta = dict(prompt=class_prompt, negative_prompt=negative_prompt, resolution=resolution, steps=steps, guidance=guidance,
+                    scheduler=type(pipe.scheduler).__name__, source='generated', **identity_record(backbone))
+        with tqdm(total=sum(map(len, todo.values())), desc='class priors', unit='img', disable=not progress) as bar:
+            for b, indices in todo.items():
+                for k in range(0, len(indices), sample_batch_size):
+                    batch = indices[k:k + sample_batch_size]
+                    for i, img in zip(batch, _generate_batch(pipe, batch, class_prompt, negative_prompt, resolution, steps, guidance, seed, b)):
+                        write_png(img, folder / prior_filename(i), dict(seed=seed + i, batch=batch, width=b[0], height=b[1], created=now_utc(), **meta))
+                        have[b].append(folder / prior_filename(i)); bar.update(1)
+    return sorted(p for b in sorted(want) for p in have[b][:want[b]])
+
+# %% ../nbs/03_priors.ipynb #2aee054e
+def concept_bank_dir(concept, cfg, run_dir, several: bool) -> Path:
+    "Where a concept's class images live."
+    if concept.class_data_dir: return Path(concept.class_data_dir)
+    root = Path(cfg.class_data_dir).expanduser() if cfg.class_data_dir else Path(run_dir) / PRIORS_DIR
+    return root / concept.identifier if several else root
+
+def class_banks(cfg, backbone, run_dir, prior_kwargs: dict, progress: bool = True) -> dict[str, list[Path]]:
+    "Top up every concept's class bank; identifier -> its images."
+    concepts, banks = load_concepts(cfg), {}
+    for c in concepts:
+        if not c.class_prompt: raise DataError(f"Concept {c.identifier!r} has no class_prompt, which prior preservation needs; add one to concepts_list.")
+        sizes = None
+        if cfg.aspect_buckets:
+            sizes = {}
+            for e in concept_entries(c, False):
+                b = training_size(_image_size(e.file), cfg, backbone.size_multiple); sizes[b] = sizes.get(b, 0) + e.repeats
+        kw = prior_kwargs | dict(class_data_dir=concept_bank_dir(c, cfg, run_dir, len(concepts) > 1), class_prompt=c.fill(c.class_prompt))
+        banks[c.identifier] = generate_priors(backbone, **kw, progress=progress, sizes=sizes, size_multiple=backbone.size_multiple)
+    return banks
 
 # %% ../nbs/03_priors.ipynb #d1d870b0
 def show_priors(folder, max_images: int = 16, cols: int = 4):

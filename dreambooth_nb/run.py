@@ -13,8 +13,8 @@ from .config import ConfigError, TrainConfig, preset, validate
 from .rundir import (CONFIG_FILE, FINAL_MARKER, LOCK_NAME, LOSS_PLOT, METRICS_FILE, PRIORS_DIR, RUN_OUTPUTS, RunLock,
                                   config_for_run, is_run_dir, run_id, truncate_metrics)
 from .load import load_base, tiny
-from .data import check_identifier, find_images, sample_subject_dir, subject_data
-from .priors import generate_priors
+from .data import check_identifier, find_images, sample_subject_dir, scan_concepts, subject_data, write_dataset, sample_prompts
+from .priors import class_banks, generate_priors
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, tracker_config
 from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, find_checkpoint, latest_checkpoint, list_checkpoints,
                                       migrate_checkpoints, resolve_checkpoint, resume)
@@ -102,13 +102,13 @@ def _priors(cfg: TrainConfig, backbone, run_dir: Path, accelerator) -> list | No
     "Top up the class bank on the main process; every process then returns the bank's images."
     if not cfg.with_prior_preservation: return None
     kw = prior_kwargs(cfg, cfg.class_data_dir or run_dir / PRIORS_DIR)
-    paths = generate_priors(backbone, **kw) if accelerator.is_main_process else None
+    paths = class_banks(cfg, backbone, run_dir, kw) if accelerator.is_main_process else None     # one bank per concept
     accelerator.wait_for_everyone()
-    return paths or generate_priors(backbone, **kw, progress=False)       # the other processes find the bank full
+    return paths or class_banks(cfg, backbone, run_dir, kw, progress=False)       # the other processes find the banks full
 
 def default_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
     "Metrics, progress, checkpoints, sample grids and a clean stop on SIGTERM/Ctrl-C for a run folder."
-    prompts = [cfg.fill(cfg.validation_prompt or cfg.instance_prompt)] + ([cfg.fill(cfg.class_prompt)] if cfg.class_prompt else [])
+    prompts = sample_prompts(cfg)                    # every concept's prompt, then the class prompts
     return [MetricsCallback(run_dir / METRICS_FILE), ProgressCallback(),
             CheckpointCallback(run_dir, cfg.checkpointing_steps, cfg.checkpoints_total_limit),
             SampleCallback(run_dir, prompts, seeds=range(cfg.num_validation_images), every=cfg.validation_steps,
@@ -119,7 +119,7 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
 def _load_checked(cfg: TrainConfig, accelerator):
     "The base model, after the checks that need no run folder (bad input fails before anything is written)."
     _warn_all(validate(cfg))
-    find_images(cfg.instance_data_dir or sample_subject_dir())
+    scan_concepts(cfg)                               # every concept's photos, captions and masks checked
     backbone = load_base(cfg, device=accelerator.device)
     _warn_all(check_identifier(backbone.tokenizer, cfg.identifier))
     backbone.check_config(cfg)                       # what this family cannot train with is refused before priors or training
@@ -144,7 +144,8 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     with RunLock(run_dir) if main else nullcontext():
         checkpoint = open_run(cfg, run_dir, overwrite) if main else None
         accelerator.wait_for_everyone()
-        data = subject_data(cfg, _priors(cfg, backbone, run_dir, accelerator))
+        data = subject_data(cfg, _priors(cfg, backbone, run_dir, accelerator), backbone.size_multiple)
+        if main: write_dataset(run_dir, data)
         trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
         trainer.run_id = run_id(run_dir)
         start_or_resume(trainer, run_dir, checkpoint)

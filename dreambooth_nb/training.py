@@ -16,16 +16,19 @@ from diffusers.training_utils import cast_training_params, compute_snr, free_mem
 from tqdm.auto import tqdm
 from .config import ConfigError, DreamBoothError, TrainConfig, train_steps
 from .rundir import append_metrics, read_metrics
-from .data import SubjectData, batch_indices, flip_mask
+from typing import NamedTuple
+from fastcore.basics import patch
+from .data import SubjectData, batch_items, flip_mask
 from .backbones import batch_cat, batch_expand, batch_map
 from .optim import ema_applied, make_optimizer, training_extras
 
 # %% auto #0
 __all__ = ['HALF', 'TRACKER_PACKAGES', 'FP16_OVERFLOW_TRIES', 'CancelStepException', 'CancelFitException', 'Callback',
-           'run_callbacks', 'with_events', 'encode_all', 'LatentCache', 'snr_weights', 'dreambooth_loss',
-           'make_lr_scheduler', 'make_accelerator', 'lora_targets', 'cast_frozen_weights', 'allow_new_precision',
-           'check_tracker_installed', 'tracker_config', 'TrainerBase', 'TrainerSetup', 'TrainerBatches',
-           'TrainingDiverged', 'TrainerStep', 'Trainer', 'MetricsCallback', 'ProgressCallback', 'smooth', 'plot_loss']
+           'run_callbacks', 'with_events', 'encode_all', 'encode_each', 'LatentCache', 'snr_weights', 'mask_weights',
+           'dreambooth_loss', 'make_lr_scheduler', 'make_accelerator', 'lora_targets', 'cast_frozen_weights',
+           'allow_new_precision', 'check_tracker_installed', 'tracker_config', 'TrainerBase', 'TrainerSetup',
+           'MicroBatch', 'TrainerBatches', 'TrainingDiverged', 'TrainerStep', 'Trainer', 'MetricsCallback',
+           'ProgressCallback', 'smooth', 'plot_loss']
 
 # %% ../nbs/04_training.ipynb #9973de15
 class CancelStepException(Exception): "Raise in a callback to skip the rest of this step."
@@ -62,12 +65,22 @@ def encode_all(backbone, pixels: torch.Tensor, batch_size: int = 8) -> torch.Ten
     "VAE latents of (N, 3, H, W) pixels, in batches."
     return torch.cat([backbone.encode_images(pixels[i:i + batch_size]) for i in range(0, len(pixels), batch_size)])
 
+def encode_each(backbone, pixels: list, flip: bool = False, batch_size: int = 8) -> list[torch.Tensor]:
+    "VAE latents of a list of (3, H, W) pixels of any sizes (encoded size by size, each distinct tensor once), flipped if asked."
+    unique = list({id(p): p for p in pixels}.values())
+    latents = {}
+    for shape in dict.fromkeys(p.shape for p in unique):
+        same = [p for p in unique if p.shape == shape]
+        batch = torch.stack(same)
+        for p, z in zip(same, encode_all(backbone, batch.flip(-1) if flip else batch, batch_size).float()): latents[id(p)] = z
+    return [latents[id(p)] for p in pixels]
+
 class LatentCache:
     "Latents of every image, and of its mirror image when flipping is on: cache[kind][flipped][index]."
     def __init__(self, backbone, data: SubjectData, random_flip: bool):
         kinds = {'instance': data.instance_pixels} | ({'class': data.class_pixels} if data.with_prior else {})
         flips = (False, True) if random_flip else (False,)
-        self.latents = {k: {f: encode_all(backbone, px.flip(-1) if f else px).float() for f in flips} for k, px in kinds.items()}
+        self.latents = {k: {f: encode_each(backbone, px, f) for f in flips} for k, px in kinds.items()}
 
     def get(self, kind: str, indices, flips) -> torch.Tensor:
         return torch.stack([self.latents[kind][f][i] for i, f in zip(indices, flips)])
@@ -80,9 +93,15 @@ def snr_weights(noise_scheduler, timesteps, snr_gamma) -> torch.Tensor:
     if noise_scheduler.config.prediction_type == 'v_prediction': snr = snr + 1
     return torch.minimum(snr, torch.full_like(snr, snr_gamma)) / snr
 
-def dreambooth_loss(pred, target, n_instance: int, prior_loss_weight: float, weights) -> tuple[torch.Tensor, dict]:
-    "Total loss and its parts, for a batch whose first `n_instance` items are instance images."
-    per_item = F.mse_loss(pred.float(), target.float(), reduction='none').mean(dim=tuple(range(1, pred.ndim))) * weights
+def mask_weights(masks: torch.Tensor, latent_size, floor: float) -> torch.Tensor:
+    "(N, 1, h, w) loss weights: (N, 1, H, W) masks in [0, 1] area-averaged to `latent_size`, background raised to `floor`."
+    return floor + (1 - floor) * F.interpolate(masks.float(), size=tuple(latent_size), mode='area')
+
+def dreambooth_loss(pred, target, n_instance: int, prior_loss_weight: float, weights, mask_weight=None) -> tuple[torch.Tensor, dict]:
+    "Total loss and its parts, for a batch whose first `n_instance` items are instance images (weighted by `mask_weight` if given)."
+    error = F.mse_loss(pred.float(), target.float(), reduction='none')
+    if mask_weight is not None: error = torch.cat([error[:n_instance] * mask_weight.to(error.device), error[n_instance:]])
+    per_item = error.mean(dim=tuple(range(1, pred.ndim))) * weights
     instance = per_item[:n_instance].mean()
     if n_instance == len(per_item): return instance, dict(instance_loss=instance.detach())
     prior = per_item[n_instance:].mean()
@@ -207,9 +226,9 @@ class TrainerSetup(TrainerBase):
         self.offload_frozen()
 
     def _prepare_text(self):
-        "Precomputed embeddings (frozen text encoder) or token ids (trained text encoder) for both prompts."
+        "Precomputed embeddings (frozen text encoder) or token ids (trained text encoder) for every distinct caption."
         bb, d = self.backbone, self.data
-        prompts = {'instance': d.instance_prompt} | ({'class': d.class_prompt} if d.with_prior else {})
+        prompts = {c: c for c in d.captions()}
         if self.cfg.train_text_encoder or not self.cfg.pre_compute_text_embeddings:
             self.text = {k: ('ids', batch_map(lambda t: t.to(self.accelerator.device), bb.tokenize([p]))) for k, p in prompts.items()}
         else:
@@ -217,41 +236,58 @@ class TrainerSetup(TrainerBase):
             self.text_precomputed = True
 
 # %% ../nbs/04_training.ipynb #df1f0e82
+class MicroBatch(NamedTuple):
+    "What one micro-batch trains on: latents (instance first), conditioning, instance count, masks (or None), concept."
+    latents: torch.Tensor; cond: object; n_instance: int; masks: torch.Tensor | None = None; concept: str = ''
+
 class TrainerBatches(TrainerSetup):
-    "Part of `Trainer`: micro-batches (latents and conditioning) and their loss."
+    "Part of `Trainer`: micro-batches (latents, conditioning, masks) and their loss."
+    def _images(self, kind: str) -> list: return self.data.instance if kind == 'instance' else self.data.classes
+
     def _latents(self, kind: str, idx, flips):
         if self.cache is not None: return self.cache.get(kind, idx, flips)
-        px = self.data.instance_pixels if kind == 'instance' else self.data.class_pixels
-        px = torch.stack([px[i].flip(-1) if f else px[i] for i, f in zip(idx, flips)])
-        return self.backbone.encode_images(px)
+        imgs = self._images(kind)
+        return self.backbone.encode_images(torch.stack([imgs[i].pixels.flip(-1) if f else imgs[i].pixels for i, f in zip(idx, flips)]))
 
-    def _cond(self, kind: str, n: int):
-        how, value = self.text[kind]
-        if how == 'emb': return batch_expand(value, n)
-        return self.backbone.encode_prompt(input_ids=batch_expand(value, n), modules=self.models)
+    def _cond(self, captions: list[str]):
+        rows = [self.text[c] for c in captions]
+        value = batch_expand(rows[0][1], len(rows)) if len(set(captions)) == 1 else batch_cat([v for _, v in rows])
+        return value if rows[0][0] == 'emb' else self.backbone.encode_prompt(input_ids=value, modules=self.models)
 
-    def micro_batch(self, micro: int):
-        "Latents and conditioning for micro-batch number `micro` (instance first, then class)."
-        cfg, acc = self.cfg, self.accelerator
-        index, seed, bs = micro * acc.num_processes + acc.process_index, cfg.seed, cfg.train_batch_size
-        kinds = ['instance'] + (['class'] if self.data.with_prior else [])
-        sizes = {'instance': len(self.data.instance_pixels), 'class': len(self.data.class_pixels) if self.data.with_prior else 0}
-        latents, conds = [], []
-        for j, kind in enumerate(kinds):
-            idx = batch_indices(sizes[kind], bs, index, seed + 7919 * j)
-            latents.append(self._latents(kind, idx, flip_mask(bs, index, seed + j, cfg.random_flip)))
-            conds.append(self._cond(kind, bs))
-        return torch.cat(latents).to(acc.device), batch_cat(conds), bs
+    def _masks(self, idx, flips) -> torch.Tensor | None:
+        imgs = [self.data.instance[i] for i in idx]
+        if not self.cfg.masked_loss or all(im.mask is None for im in imgs): return None
+        masks = [im.mask if im.mask is not None else torch.ones(1, *im.pixels.shape[-2:]) for im in imgs]
+        return torch.stack([m.flip(-1) if f else m for m, f in zip(masks, flips)])
 
-    def compute_loss(self, micro: int):
-        "Loss and its parts for micro-batch number `micro`."
-        cfg, bb, acc = self.cfg, self.backbone, self.accelerator
-        latents, cond, n_instance = self.micro_batch(micro)
-        g = torch.Generator(acc.device).manual_seed(cfg.seed * 1_000_003 + micro * acc.num_processes + acc.process_index)
-        noisy, timesteps, target = bb.noise_and_target(latents, generator=g, offset_noise=cfg.offset_noise)
-        pred = bb.predict(noisy, timesteps, batch_map(lambda c: c.to(noisy.dtype), cond), modules=self.models)
-        weights = snr_weights(bb.noise_scheduler, timesteps, cfg.snr_gamma)
-        return dreambooth_loss(pred, target, n_instance, cfg.prior_loss_weight, weights)
+# %% ../nbs/04_training.ipynb #11a31fde
+@patch
+def micro_batch(self: TrainerBatches, micro: int) -> MicroBatch:
+    "Latents, conditioning and masks for micro-batch number `micro` (instance first, then class)."
+    cfg, acc = self.cfg, self.accelerator
+    index, bs = micro * acc.num_processes + acc.process_index, cfg.train_batch_size
+    (concept, _), inst, cls = batch_items(self.data, bs, index, cfg.seed)
+    latents, captions, masks = [], [], None
+    for j, (kind, idx) in enumerate([('instance', inst)] + ([('class', cls)] if self.data.with_prior else [])):
+        flips = flip_mask(bs, index, cfg.seed + j, cfg.random_flip)
+        latents.append(self._latents(kind, idx, flips))
+        captions += [self._images(kind)[i].caption for i in idx]
+        if kind == 'instance': masks = self._masks(idx, flips)
+    return MicroBatch(torch.cat(latents).to(acc.device), self._cond(captions), bs, masks, concept)
+
+@patch
+def compute_loss(self: TrainerBatches, micro: int):
+    "Loss and its parts for micro-batch number `micro` (and the concept's own instance loss when there are several)."
+    cfg, bb, acc = self.cfg, self.backbone, self.accelerator
+    mb = self.micro_batch(micro)
+    g = torch.Generator(acc.device).manual_seed(cfg.seed * 1_000_003 + micro * acc.num_processes + acc.process_index)
+    noisy, timesteps, target = bb.noise_and_target(mb.latents, generator=g, offset_noise=cfg.offset_noise)
+    pred = bb.predict(noisy, timesteps, batch_map(lambda c: c.to(noisy.dtype), mb.cond), modules=self.models)
+    weights = snr_weights(bb.noise_scheduler, timesteps, cfg.snr_gamma)
+    mask = None if mb.masks is None else mask_weights(mb.masks, pred.shape[-2:], cfg.mask_floor)
+    loss, parts = dreambooth_loss(pred, target, mb.n_instance, cfg.prior_loss_weight, weights, mask)
+    if len(self.data.concepts) > 1: parts[f'instance_loss_{mb.concept}'] = parts['instance_loss']
+    return loss, parts
 
 # %% ../nbs/04_training.ipynb #24693380
 class TrainingDiverged(DreamBoothError):
