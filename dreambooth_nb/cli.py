@@ -226,10 +226,10 @@ def add_priors_parser(sub):
 
 def add_export_parser(sub):
     "`dreambooth-nb export`: a checkpoint as a diffusers folder, a LoRA or one file."
-    e = sub.add_parser('export', allow_abbrev=False, help='Export a run: a diffusers folder or a LoRA file, checked against the trained model.')
+    e = sub.add_parser('export', allow_abbrev=False, help='Export a run: a diffusers folder, a LoRA file or one file, checked against the trained model; --inspect FILE says what a file is.')
     e.add_argument('--run', help='Run folder (or a checkpoint folder)')
     e.add_argument('--format', choices=['diffusers', 'lora', 'single-file'],
-                   help='diffusers folder, LoRA safetensors, or one safetensors file in the original SD layout (A1111, ComfyUI)')
+                   help='diffusers folder, LoRA safetensors, or one safetensors file in the original layout (SD; SGM for SDXL) for A1111 / ComfyUI')
     e.add_argument('--out', default=None, help='Destination: a folder (created if new; files are added beside other tools\' files, never over them), '
                    'or X.safetensors for lora / single-file (default: RUN/export/FORMAT)')
     e.add_argument('--overwrite', action='store_true', help='Replace an earlier export of ours at --out (only the files it wrote)')
