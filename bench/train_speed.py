@@ -3,6 +3,7 @@
     python bench/train_speed.py                      # tiny (64 px) and small (~36 M UNet, 256 px), full and LoRA, CPU
     python bench/train_speed.py --sizes small --steps 10
     python bench/train_speed.py --gpu                # adds SD 1.5's real UNet/VAE/CLIP configs at 512 px, fp16 (random weights)
+    python bench/train_speed.py --buckets            # ours with square crops vs ours with aspect buckets (3:4 and 4:3 photos)
 
 Every configuration trains with prior preservation (1 instance + 1 class image per step) and the text encoder
 (in LoRA mode: LoRA on UNet and text encoder), and runs in its own process so the peak memory is its own:
@@ -18,6 +19,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _models import sd15_architecture
 
+def bucket_data(res: int, multiple: int):
+    "The bundled photos cut to 3:4 and 4:3 (alternately), each at its nearest bucket, with class images likewise."
+    from dreambooth_nb.data import (SubjectData, TrainImage, bucket_sizes, cover_crop, find_images, load_image, nearest_bucket,
+                                    sample_subject_dir, to_tensor)
+    buckets, imgs = bucket_sizes(res, multiple), []
+    for i, p in enumerate(find_images(sample_subject_dir())):
+        w, h = (3, 4) if i % 2 == 0 else (4, 3)
+        size = nearest_bucket((w, h), buckets)
+        imgs.append(to_tensor(cover_crop(load_image(p), *size)))
+    return SubjectData([TrainImage(px, 'a photo of olis dog') for px in imgs],
+                       [TrainImage(px.flip(-1), 'a photo of dog', source='class') for px in imgs])
+
 def one(size: str, mode: str, impl: str, steps: int, gpu: bool) -> dict:
     "Time `steps` training steps (after 2 warm-up steps) of one configuration in this process."
     import torch
@@ -29,9 +42,10 @@ def one(size: str, mode: str, impl: str, steps: int, gpu: bool) -> dict:
     bb = sd15_architecture() if size == 'sd15' else tiny(size=size)
     cfg = preset('demo', resolution=res, mode=mode, rank=4, max_train_steps=steps + 2, learning_rate=1e-5,
                  mixed_precision='fp16' if gpu else 'no', gradient_checkpointing=size == 'sd15', use_8bit_adam=False,
-                 cache_latents=impl == 'ours', pre_compute_text_embeddings=impl == 'ours')
+                 cache_latents=impl != 'reference', pre_compute_text_embeddings=impl != 'reference')
     px = load_pixels(find_images(sample_subject_dir()), res)
     data = SubjectData.from_tensors(px, 'a photo of olis dog', px.flip(-1), 'a photo of dog')   # any images time the same
+    if impl == 'buckets': data = bucket_data(res, bb.size_multiple)
     t = Trainer(cfg, bb, data)
     t.setup()
     if gpu: torch.cuda.synchronize()
@@ -50,6 +64,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--sizes', default='tiny,small'); p.add_argument('--modes', default='full,lora')
     p.add_argument('--steps', type=int, default=20); p.add_argument('--gpu', action='store_true')
+    p.add_argument('--buckets', action='store_true', help='compare square crops (ours) with aspect buckets instead of reference vs ours')
     p.add_argument('--one', nargs=3, metavar=('SIZE', 'MODE', 'IMPL'), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
@@ -59,7 +74,7 @@ def main():
     for size in sizes:
         for mode in a.modes.split(','):
             rows = []
-            for impl in ('reference', 'ours'):
+            for impl in (('ours', 'buckets') if a.buckets else ('reference', 'ours')):
                 cmd = [sys.executable, __file__, '--one', size, mode, impl, '--steps', str(a.steps)] + (['--gpu'] if a.gpu else [])
                 out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, 'TRANSFORMERS_VERBOSITY': 'error'})
                 if out.returncode: print(out.stderr[-2000:]); sys.exit(out.returncode)

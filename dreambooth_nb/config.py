@@ -398,16 +398,16 @@ PRESETS = {
                  checkpoints_total_limit=2, validation_steps=100, num_validation_images=3, seed=0),
     'sd15-t4': dict(pretrained_model_name_or_path='stable-diffusion-v1-5/stable-diffusion-v1-5', resolution=512,
                     max_train_steps=800, learning_rate=2e-6, train_text_encoder=False, mixed_precision='fp16',
-                    gradient_checkpointing=True, use_8bit_adam=True, with_prior_preservation=True, num_class_images=200,
+                    gradient_checkpointing=True, use_8bit_adam=True, with_prior_preservation=True, num_class_images=200, aspect_buckets=True,
                     checkpointing_steps=200, checkpoints_total_limit=2),
     'sdxl-lora-t4': dict(pretrained_model_name_or_path='stabilityai/stable-diffusion-xl-base-1.0', resolution=1024, mode='lora',
                          rank=16, learning_rate=1e-4, max_train_steps=500, mixed_precision='fp16', gradient_checkpointing=True,
-                         train_text_encoder=False, with_prior_preservation=True, num_class_images=100, sample_batch_size=2,
+                         train_text_encoder=False, with_prior_preservation=True, num_class_images=100, sample_batch_size=2, aspect_buckets=True,
                          checkpointing_steps=100, checkpoints_total_limit=2),
     'flux2-klein-4b-lora': dict(pretrained_model_name_or_path='black-forest-labs/FLUX.2-klein-base-4B', resolution=512, mode='lora',
                                 rank=16, learning_rate=1e-4, max_train_steps=500, mixed_precision='bf16', gradient_checkpointing=True,
                                 train_text_encoder=False, with_prior_preservation=True, num_class_images=100, sample_batch_size=2,
-                                num_inference_steps=28, guidance_scale=4.0, checkpointing_steps=100, checkpoints_total_limit=2),
+                                num_inference_steps=28, guidance_scale=4.0, checkpointing_steps=100, checkpoints_total_limit=2, aspect_buckets=True),
 }
 
 def preset(name: str, **overrides) -> TrainConfig:
