@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from .atomic import atomic_write_text, now_utc
 from .outputs import OutputPlan, owned_files, plan_output, publish, staged
 from .config import CheckpointError, ConfigError, TrainConfig
-from .rundir import CONFIG_FILE, FINAL_MARKER, MANIFEST_FILE
+from .rundir import CONFIG_FILE, FINAL_MARKER, MANIFEST_FILE, shareable_config
 from .backbones import adapter_for_family, batch_map
 from .load import load_backbone, load_base
 from .checkpoint import checkpoint_dir, load_trained
@@ -60,6 +60,7 @@ def _identity_text(manifest: dict) -> str:
 
 def model_card(cfg: TrainConfig, manifest: dict, fmt: str, how_to_load: str, extra: str = '') -> str:
     "A short Markdown model card for an export (the training config is added beside it or inside it when it is written)."
+    cfg = shareable_config(cfg)                                   # no local paths (user names) in a file people share
     return f"""# DreamBooth: {cfg.fill('{identifier} {class_name}')}
 
 Trained with [dreambooth_nb](https://github.com/dreambooth-nb/dreambooth_nb) — export format: **{fmt}**.
@@ -91,6 +92,7 @@ class Exported(type(Path())):
 
 def _finish(stage: Path, plan: OutputPlan, cfg: TrainConfig, card: str) -> None:
     "Card and config into the staging folder (names from the plan); a file beside other files carries the config in its card."
+    cfg = shareable_config(cfg)
     if plan.config: cfg.to_yaml(stage / plan.config); card += "\nThe full training config is in `config.yaml` beside this card.\n"
     else: card += f"\n## Training config\n\n```yaml\n{cfg.to_yaml()}```\n"
     if plan.card: atomic_write_text(stage / plan.card, card)

@@ -10,6 +10,7 @@ from pathlib import Path
 from safetensors import safe_open                  # reads headers only; torch is imported where tensors are made (the CLI stays quick)
 from . import __version__
 from .atomic import now_utc
+from .rundir import shareable_config
 from .config import CheckpointError, ConfigError, DataError
 
 # %% auto #0
@@ -90,7 +91,7 @@ SS_BASE_VERSION = {'sd': 'sd_v1', 'sd2': 'sd_v2', 'sdxl': 'sdxl_base_v1-0', 'flu
 def export_metadata(cfg, manifest: dict, fmt: str, kind: str = 'lora', rank: int | None = None, alpha: float | None = None,
                     family: str | None = None) -> dict[str, str]:
     "safetensors metadata for an export: kohya's ss_*, Stability's modelspec.* and ours (version, base model identity, config)."
-    family = family or manifest['family']
+    cfg, family = shareable_config(cfg), family or manifest['family']   # local paths cut to names: the file gets shared
     arch = MODELSPEC_ARCH.get(family, family) + ('/lora' if kind == 'lora' else '')
     meta = {'format': 'pt', 'modelspec.sai_model_spec': '1.0.0', 'modelspec.architecture': arch,
             'modelspec.title': cfg.fill('{identifier} {class_name}'), 'modelspec.date': now_utc(),

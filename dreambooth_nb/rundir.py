@@ -13,8 +13,8 @@ from .config import DreamBoothError, TrainConfig
 __all__ = ['CONFIG_FILE', 'RUN_INFO', 'LOCK_NAME', 'METRICS_FILE', 'LOSS_PLOT', 'PRIORS_DIR', 'SAMPLES_DIR', 'CHECKPOINT_PREFIX',
            'MANIFEST_FILE', 'LEGACY_CHECKPOINTS_DIR', 'FINAL_MARKER', 'RUN_OUTPUTS', 'PATH_FIELDS', 'RUN_MARKS',
            'checkpoint_name', 'sample_grid_name', 'is_run_dir', 'RunLockedError', 'read_holder', 'RunLock',
-           'config_for_run', 'config_from_run', 'is_run_config', 'run_settings', 'read_run_config', 'run_id',
-           'read_jsonl', 'metrics_path', 'read_metrics', 'append_metrics', 'truncate_metrics',
+           'config_for_run', 'config_from_run', 'is_run_config', 'run_settings', 'read_run_config', 'shareable_config',
+           'run_id', 'read_jsonl', 'metrics_path', 'read_metrics', 'append_metrics', 'truncate_metrics',
            'read_checkpoint_manifest', 'write_checkpoint_manifest']
 
 # %% ../nbs/00a_rundir.ipynb #ef0e793e
@@ -104,7 +104,7 @@ class RunLock:
         return False
 
 # %% ../nbs/00a_rundir.ipynb #f0e8d594
-PATH_FIELDS = ('pretrained_model_name_or_path', 'base_config', 'instance_data_dir', 'class_data_dir', 'output_dir')
+PATH_FIELDS = ('pretrained_model_name_or_path', 'base_config', 'instance_data_dir', 'class_data_dir', 'concepts_list', 'output_dir')
 
 def _is_local(value) -> bool:
     return bool(value) and not str(value).startswith('tiny:') and Path(value).expanduser().exists()
@@ -158,6 +158,16 @@ def run_settings(settings: dict, config_path) -> dict:
 def read_run_config(run_dir, path=None) -> TrainConfig:
     "The config of a run folder (or `path`, a config.yaml kept in it, e.g. a checkpoint's), with paths resolved."
     return config_from_run(TrainConfig.from_yaml(Path(path) if path else Path(run_dir) / CONFIG_FILE), run_dir)
+
+# %% ../nbs/00a_rundir.ipynb #8f60be99
+def _shareable_path(value) -> str | None:
+    if not value or str(value).startswith('tiny:'): return value
+    looks_local = str(value).startswith(('/', '~', '.', '\\')) or ':\\' in str(value) or _is_local(value)
+    return Path(str(value).replace('\\', '/')).name if looks_local else value
+
+def shareable_config(cfg: TrainConfig) -> TrainConfig:
+    "`cfg` with local paths cut to their last component (Hub ids kept), for configs written into exports."
+    return cfg.replace(**{name: _shareable_path(getattr(cfg, name)) for name in PATH_FIELDS[:-1]}, output_dir='.')
 
 # %% ../nbs/00a_rundir.ipynb #40dd6459
 def run_id(run_dir, create: bool = False) -> str | None:
