@@ -21,7 +21,7 @@ from .config import ConfigError, ModelError
 # %% auto #0
 __all__ = ['PROTOCOL', 'ADAPTERS', 'TINY_BUILDERS', 'TINY_WORDS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER',
            'TINY_FAMILIES', 'SMALL_UNET', 'SMALL_VAE', 'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS',
-           'TEXT_LORA_TARGETS', 'SCHEDULERS', 'IDENTITY_SKIP', 'WINDOWS', 'WINDOW_BYTES', 'ModelParts',
+           'TEXT_LORA_TARGETS', 'LORA_OPTIONS', 'SCHEDULERS', 'IDENTITY_SKIP', 'WINDOWS', 'WINDOW_BYTES', 'ModelParts',
            'BackboneProtocol', 'snr_refusal', 'loading', 'Backbone', 'missing_members', 'register_adapter',
            'adapter_for_family', 'batch_map', 'batch_expand', 'batch_cat', 'bytes_to_unicode', 'tiny_clip_tokenizer',
            'SDBackbone', 'tiny_sd', 'draw_noise', 'make_scheduler', 'public_config', 'file_fingerprint',
@@ -309,10 +309,14 @@ def predict(self: SDBackbone, noisy, timesteps, cond, modules: dict | None = Non
 UNET_LORA_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0']
 TEXT_LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'out_proj']
 
+from contextvars import ContextVar
+LORA_OPTIONS = ContextVar('LORA_OPTIONS', default={})   # more LoraConfig settings (use_dora) for layers added meanwhile: 04_training's lora_variant
+
 def _add_lora(module, rank: int, alpha, targets):
-    "Inject peft LoRA layers (peft's own injection works on any torch module, UNet or CLIP)."
+    "Inject peft LoRA layers (peft's own injection works on any torch module, UNet or CLIP), with `LORA_OPTIONS`' settings."
     from peft import LoraConfig, inject_adapter_in_model
-    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights='gaussian', target_modules=targets), module)
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights='gaussian', target_modules=targets,
+                                       **LORA_OPTIONS.get()), module)
 
 @patch
 def trainable_modules(self: SDBackbone, mode='full', train_text_encoder=False, rank=4, lora_alpha=None, targets=None) -> dict:

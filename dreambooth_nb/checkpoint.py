@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file, load_file
 from .atomic import now_utc
 from .config import CheckpointError, TrainConfig
-from .training import Callback, CancelFitException, TrainingDiverged, lora_targets
+from .training import Callback, CancelFitException, TrainingDiverged, lora_targets, lora_variant
 from .optim import load_ema_state
 from .load import identity_record, model_difference, same_model
 from .rundir import (CHECKPOINT_PREFIX, CONFIG_FILE, LEGACY_CHECKPOINTS_DIR, MANIFEST_FILE, checkpoint_name,
@@ -91,7 +91,7 @@ def _write_checkpoint_files(trainer, folder: Path) -> dict:
 def _manifest(trainer, files: dict) -> dict:
     bb, cfg = trainer.backbone, trainer.cfg
     n = len(trainer.data.instance_pixels)
-    return dict(step=trainer.step, epoch=trainer.step * cfg.train_batch_size * cfg.gradient_accumulation_steps // n, mode=cfg.mode, rank=cfg.rank, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules,
+    return dict(step=trainer.step, epoch=trainer.step * cfg.train_batch_size * cfg.gradient_accumulation_steps // n, mode=cfg.mode, rank=cfg.rank, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules, use_dora=cfg.use_dora,
                 train_text_encoder=cfg.train_text_encoder, family=bb.family, ema=getattr(trainer, 'ema', None) is not None, **identity_record(bb),
                 run_id=getattr(trainer, 'run_id', None), created=now_utc(), files=files)
 
@@ -335,8 +335,9 @@ def load_trained(run_or_checkpoint, checkpoint: str = 'latest', device='cpu', dt
     cfg = read_run_config(run_root(folder), folder / CONFIG_FILE)
     bb = load_base(cfg, dtype=torch.float32)
     manifest = check_base_model(manifest, bb, folder)
-    mods = bb.trainable_modules(manifest['mode'], manifest['train_text_encoder'], rank=manifest['rank'],
-                                lora_alpha=manifest['lora_alpha'], targets=lora_targets(cfg))
+    with lora_variant(manifest.get('use_dora', False), manifest['mode']):
+        mods = bb.trainable_modules(manifest['mode'], manifest['train_text_encoder'], rank=manifest['rank'],
+                                    lora_alpha=manifest['lora_alpha'], targets=lora_targets(cfg))
     load_weights_into(mods, folder, manifest['mode'] == 'full', ema=ema)
     manifest = {**manifest, 'weights': 'ema' if ema and manifest.get('ema') else 'trained'}
     for m in bb.modules().values(): m.requires_grad_(False).eval()

@@ -59,7 +59,8 @@ def add_config_flags(parser: argparse.ArgumentParser, only=None, flag_names: dic
         else: parser.add_argument(*names, type=_flag_value(f.name), metavar=tp.upper(), **kw)
 
 # %% ../nbs/09_cli.ipynb #f23c407d
-_NO_PRODIGY = 'ignored: there is no Prodigy optimizer here (AdamW is used)'
+_NO_PRODIGY = ("ignored: --optimizer prodigy runs with diffusers' defaults (beta3 = sqrt(beta2); decouple, bias correction "
+               "and safeguard warmup on)")
 _NO_HUB_DATASET = 'not supported: Hub datasets are not downloaded; save the images to a folder and pass --instance_data_dir'
 _UNIFORM_T = "ignored: timesteps are drawn as with the scripts' default (weighting_scheme none)"
 _DREAMBOOTH_FLAGS = {  # train_dreambooth.py -- flag: (nargs, what happens instead)
@@ -86,7 +87,6 @@ _DREAMBOOTH_FLAGS = {  # train_dreambooth.py -- flag: (nargs, what happens inste
 # %% ../nbs/09_cli.ipynb #7756abf1
 _LORA_SCRIPT_FLAGS = {  # train_dreambooth_lora.py and train_dreambooth_lora_sdxl.py
     'lora_dropout': (None, 'not available: LoRA layers train without dropout (the scripts\' default, 0.0)'),
-    'use_dora': (0, 'not available: plain LoRA is trained'),
     'image_interpolation_mode': (None, 'images are resized with Lanczos'),
     'pretrained_vae_model_name_or_path': (None, "ignored: the base model's own VAE is used (for SDXL in fp16, put an fp16-safe VAE such as "
                                                 "madebyollin/sdxl-vae-fp16-fix in the model folder's vae/, or train in bf16)"),
@@ -162,6 +162,7 @@ def add_sample_parser(sub):
     s.add_argument('--height', type=_ranged(int, '--height', 64, MAX_RESOLUTION), **size)
     s.add_argument('--lora_scale', type=_ranged(float, '--lora_scale'), default=None, help='LoRA strength (LoRA runs only): 0 = base, 1 = trained')
     s.add_argument('--compare', action='store_true', help='Also render the base model at the same seeds (compare.png)')
+    s.add_argument('--no-ema', dest='ema', action='store_false', help='Sample the trained weights, not their moving average (runs trained with use_ema)')
     s.add_argument('--out', default=None, help='Folder for the PNGs (default: RUN/samples/cli)')
     s.add_argument('--ref', action='append', default=None, metavar='IMG',
                    help='Reference image (repeatable; FLUX.2 klein only: up to 10, 4 recommended); prompts may say "image 1", "image 2"')
@@ -435,7 +436,7 @@ def cmd_sample(args) -> int:
     from dreambooth_nb.sampling import sample_run
     seeds = parse_seeds(args.seeds)
     out = writable_dir(args.out if args.out else Path(args.run) / 'samples' / 'cli')    # before minutes of sampling
-    s = sample_run(args.run, args.prompt, seeds, args.checkpoint, out, eval=args.eval, lora_scale=args.lora_scale, compare=args.compare,
+    s = sample_run(args.run, args.prompt, seeds, args.checkpoint, out, eval=args.eval, lora_scale=args.lora_scale, compare=args.compare, ema=args.ema,
                    num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, width=args.width, height=args.height,
                    negative_prompt=args.negative_prompt, scheduler=args.scheduler, ref_images=args.ref)
     print(f"{len(s.images)} images from {s.checkpoint.name} ({s.mode}) in {out}: one PNG per prompt and seed, grid.png"

@@ -46,6 +46,7 @@ class TrainConfig:
     rank: int = opt(4, "LoRA rank (mode=lora)")
     lora_alpha: int | None = opt(None, "LoRA alpha; None means alpha = rank (scale 1)")
     lora_target_modules: str | None = opt(None, "Comma-separated layer names for LoRA; None: to_q,to_k,to_v,to_out.0 (UNet) and q/k/v/out_proj (text encoder)")
+    use_dora: bool = opt(False, "DoRA (peft's weight-decomposed LoRA: a learned magnitude per output row) instead of plain LoRA; mode=lora")
     # subject and prompts
     instance_data_dir: str | None = opt(None, "Folder with the 3-5 subject photos")
     identifier: str = opt('olis', "Rare token bound to the subject; fills {identifier} in prompts")
@@ -376,7 +377,7 @@ def validate(cfg: TrainConfig) -> list[str]:
     if '{identifier}' not in cfg.instance_prompt and cfg.identifier not in cfg.instance_prompt.split():
         warns.append(f"instance_prompt {cfg.instance_prompt!r} does not contain the identifier ({{identifier}} = {cfg.identifier!r}): "
                      f"the subject will not be bound to a token. Write the prompt as 'a photo of {{identifier}} {{class_name}}'.")
-    if cfg.learning_rate >= 0.1:
+    if cfg.learning_rate >= 0.1 and cfg.optimizer != 'prodigy':          # Prodigy's rate multiplies its own estimate: 1.0
         warns.append(f"learning_rate={cfg.learning_rate} is very high for AdamW and will likely diverge; DreamBooth uses about "
                      f"5e-6 (full) or 1e-4 (LoRA). (Prodigy's learning rate of 1.0 does not carry over.)")
     fill_prompt(cfg.instance_prompt, cfg.identifier, cfg.class_name)

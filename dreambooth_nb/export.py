@@ -273,6 +273,10 @@ def export_lora(run, out, checkpoint: str = 'latest', fmt: str = 'diffusers', ra
     if fmt not in LORA_FORMATS: raise ConfigError(f"Unknown LoRA format {fmt!r}; choose one of {', '.join(LORA_FORMATS)}.")
     folder, cfg, manifest, root, stem = _run_info(run, checkpoint)
     _check_lora_capability(adapter_for_family(manifest['family']), fmt, manifest['mode'])
+    if manifest.get('use_dora'):
+        raise ConfigError(f"{folder.name} trained DoRA adapters (use_dora): no LoRA layout written here loads their magnitude vectors back "
+                          f"exactly. Use the run's own pytorch_lora_weights.safetensors (written at the end of training, with the peft config "
+                          f"diffusers' load_lora_weights needs), or export the merged model with --format diffusers.")
     filename = LORA_FORMATS[fmt]
     plan = plan_output(out, filename, stem, root, overwrite)
     trained, _ = load_trained(folder)

@@ -158,9 +158,10 @@ def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
 
 # %% ../nbs/07_run.ipynb #6bec6d36
 def write_final_outputs(trainer, run_dir: Path) -> Path:
-    "What diffusers' scripts leave in output_dir at the end: the pipeline (full) or pytorch_lora_weights.safetensors (LoRA)."
-    if trainer.cfg.mode == 'lora': return write_final_lora(trainer.backbone, run_dir)
-    return write_final_pipeline(trainer.backbone, run_dir)
+    "What diffusers' scripts leave in output_dir at the end: the pipeline (full) or pytorch_lora_weights.safetensors (LoRA); the EMA weights with use_ema."
+    with trainer.using_ema():
+        if trainer.cfg.mode == 'lora': return write_final_lora(trainer.backbone, run_dir)
+        return write_final_pipeline(trainer.backbone, run_dir)
 
 def save_loss_plot(run_dir: Path) -> Path:
     "Write RUN/loss.png from metrics.jsonl (and close the figure, so a notebook does not show it again)."

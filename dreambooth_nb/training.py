@@ -19,16 +19,16 @@ from .rundir import append_metrics, read_metrics
 from typing import NamedTuple
 from fastcore.basics import patch
 from .data import SubjectData, batch_items, flip_mask
-from .backbones import batch_cat, batch_expand, batch_map
+from .backbones import LORA_OPTIONS, batch_cat, batch_expand, batch_map
 from .optim import ema_applied, make_optimizer, training_extras
 
 # %% auto #0
 __all__ = ['HALF', 'TRACKER_PACKAGES', 'FP16_OVERFLOW_TRIES', 'CancelStepException', 'CancelFitException', 'Callback',
            'run_callbacks', 'with_events', 'encode_all', 'encode_each', 'LatentCache', 'snr_weights', 'mask_weights',
-           'dreambooth_loss', 'make_lr_scheduler', 'make_accelerator', 'lora_targets', 'cast_frozen_weights',
-           'allow_new_precision', 'check_tracker_installed', 'tracker_config', 'TrainerBase', 'TrainerSetup',
-           'MicroBatch', 'TrainerBatches', 'TrainingDiverged', 'TrainerStep', 'Trainer', 'MetricsCallback',
-           'ProgressCallback', 'smooth', 'plot_loss']
+           'dreambooth_loss', 'make_lr_scheduler', 'make_accelerator', 'lora_targets', 'lora_variant',
+           'cast_frozen_weights', 'allow_new_precision', 'check_tracker_installed', 'tracker_config', 'TrainerBase',
+           'TrainerSetup', 'MicroBatch', 'TrainerBatches', 'TrainingDiverged', 'TrainerStep', 'Trainer',
+           'MetricsCallback', 'ProgressCallback', 'smooth', 'plot_loss']
 
 # %% ../nbs/04_training.ipynb #9973de15
 class CancelStepException(Exception): "Raise in a callback to skip the rest of this step."
@@ -135,6 +135,14 @@ def lora_targets(cfg: TrainConfig) -> list[str] | None:
     "LoRA target layer names from the config (None: the backbone's defaults)."
     return [t.strip() for t in cfg.lora_target_modules.split(',') if t.strip()] if cfg.lora_target_modules else None
 
+@contextmanager
+def lora_variant(use_dora: bool, mode: str = 'lora'):
+    "Inside the block, the LoRA layers a backbone adds are DoRA layers when `use_dora` (peft's `use_dora`: a magnitude per output row)."
+    if use_dora and mode != 'lora': raise ConfigError(f"use_dora trains DoRA adapters: it needs mode=lora (this run has mode={mode}).")
+    token = LORA_OPTIONS.set({'use_dora': True} if use_dora else {})
+    try: yield
+    finally: LORA_OPTIONS.reset(token)
+
 def cast_frozen_weights(backbone, trainable: dict, mixed_precision: str, mode: str):
     "Cast frozen weights to the mixed-precision dtype; trainable parameters stay fp32 (diffusers' `cast_training_params`)."
     dtype = HALF.get(mixed_precision)
@@ -207,8 +215,8 @@ class TrainerSetup(TrainerBase):
         "Trainable modules, optimizer, schedule, caches; everything through `accelerator.prepare`."
         cfg, bb, acc = self.cfg, self.backbone, self.accelerator
         bb.to(acc.device)
-        mods = bb.trainable_modules(cfg.mode, cfg.train_text_encoder, rank=cfg.rank, lora_alpha=cfg.lora_alpha,
-                                    targets=lora_targets(cfg))
+        with lora_variant(cfg.use_dora, cfg.mode):
+            mods = bb.trainable_modules(cfg.mode, cfg.train_text_encoder, rank=cfg.rank, lora_alpha=cfg.lora_alpha, targets=lora_targets(cfg))
         cast_frozen_weights(bb, mods, acc.mixed_precision, cfg.mode)
         if cfg.gradient_checkpointing:
             bb.enable_gradient_checkpointing(cfg.train_text_encoder)
