@@ -15,6 +15,7 @@ from .rundir import (CONFIG_FILE, FINAL_MARKER, LOCK_NAME, LOSS_PLOT, METRICS_FI
 from .load import load_base, tiny
 from .data import check_identifier, find_images, sample_subject_dir, scan_concepts, subject_data, write_dataset, sample_prompts
 from .priors import class_banks, generate_priors
+from .optim import check_fused_backward
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, tracker_config
 from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, find_checkpoint, latest_checkpoint, list_checkpoints,
                                       migrate_checkpoints, resolve_checkpoint, resume)
@@ -119,6 +120,7 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path) -> list:
 def _load_checked(cfg: TrainConfig, accelerator):
     "The base model, after the checks that need no run folder (bad input fails before anything is written)."
     _warn_all(validate(cfg))
+    check_fused_backward(cfg, accelerator.num_processes)   # before the model loads and priors are made
     scan_concepts(cfg)                               # every concept's photos, captions and masks checked
     backbone = load_base(cfg, device=accelerator.device)
     _warn_all(check_identifier(backbone.tokenizer, cfg.identifier))
