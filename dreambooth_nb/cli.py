@@ -17,9 +17,10 @@ from .eval_cli import add_eval_parser, cmd_eval
 __all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'COMPAT_FLAGS', 'LORA_COMPAT_FLAGS', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'TRAIN_EPILOG',
            'ERRNO_MEANING', 'OOM_ADVICE', 'COMMANDS', 'add_config_flags', 'add_compat_flags', 'pop_compat_notices',
            'add_sample_parser', 'add_demo_parser', 'add_tiny_parser', 'add_train_parser', 'add_priors_parser',
-           'add_export_parser', 'build_parser', 'parse', 'given_settings', 'config_from_args', 'check_inputs_given',
-           'validation_steps_for_epochs', 'apply_validation_epochs', 'cmd_demo', 'cmd_tiny', 'train_config',
-           'cmd_train', 'cmd_priors', 'writable_dir', 'cmd_sample', 'cmd_export', 'describe_os_error', 'main']
+           'add_export_parser', 'add_plan_parser', 'cmd_plan', 'build_parser', 'parse', 'given_settings',
+           'config_from_args', 'check_inputs_given', 'validation_steps_for_epochs', 'apply_validation_epochs',
+           'cmd_demo', 'cmd_tiny', 'train_config', 'cmd_train', 'cmd_priors', 'writable_dir', 'cmd_sample',
+           'cmd_export', 'describe_os_error', 'main']
 
 # %% ../nbs/09_cli.ipynb #59b6f341
 def _ranged(kind, flag: str, lo=None, hi=None, why: str = ''):
@@ -243,13 +244,32 @@ def add_export_parser(sub):
     from dreambooth_nb.lora_keys import add_inspect_flags
     add_inspect_flags(e)                                          # --inspect FILE [--json] (05b)
 
+# %% ../nbs/09_cli.ipynb #14a0111b
+def add_plan_parser(sub):
+    "`dreambooth-nb plan`: the `train` flags plus --gpu and --json."
+    from dreambooth_nb.plan import GPUS
+    pl = sub.add_parser('plan', allow_abbrev=False, help='Predict peak GPU memory, host RAM, disk and time of a train command, offline.')
+    pl.add_argument('--config', help='YAML config (e.g. a run folder\'s config.yaml)')
+    pl.add_argument('--preset', choices=sorted(PRESETS), help='Start from a named preset')
+    pl.add_argument('--gpu', default=None, help=f"GPU to plan for: {', '.join(GPUS)} (default: this machine's)")
+    pl.add_argument('--json', action='store_true', help='Print the plan as JSON (stable keys)')
+    add_config_flags(pl); add_compat_flags(pl)
+
+def cmd_plan(args) -> int:
+    from dreambooth_nb.plan import plan
+    given = given_settings(args)
+    for note in pop_compat_notices(args): print(f"notice: {note}", file=sys.stderr)
+    p = plan(TrainConfig.from_dict(given), args.gpu)
+    print(p.to_json() if args.json else p.table())
+    return 0 if p.fits is not False else 3
+
 # %% ../nbs/09_cli.ipynb #a9053bf9
 def build_parser() -> argparse.ArgumentParser:
     "The `dreambooth-nb` parser with its subcommands."
     p = argparse.ArgumentParser(prog='dreambooth-nb', allow_abbrev=False, description='Notebook-first DreamBooth: personalize a text-to-image model from a few photos.')
     sub = p.add_subparsers(dest='command', required=True)
     add_demo_parser(sub); add_tiny_parser(sub); add_train_parser(sub); add_priors_parser(sub)
-    add_sample_parser(sub)
+    add_sample_parser(sub); add_plan_parser(sub)
     add_eval_parser(sub)
     add_export_parser(sub)
     return p
@@ -491,7 +511,7 @@ def _fail(message: str, status: int) -> int:
     return status
 
 # %% ../nbs/09_cli.ipynb #d10dd105
-COMMANDS = dict(demo='cmd_demo', tiny='cmd_tiny', train='cmd_train', priors='cmd_priors', sample='cmd_sample', export='cmd_export', eval='cmd_eval')
+COMMANDS = dict(demo='cmd_demo', tiny='cmd_tiny', train='cmd_train', priors='cmd_priors', sample='cmd_sample', export='cmd_export', eval='cmd_eval', plan='cmd_plan')
 
 def main(argv=None) -> int:
     "Entry point of the `dreambooth-nb` console script."

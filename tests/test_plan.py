@@ -1,0 +1,38 @@
+"`dreambooth-nb plan` (issue 14): the memory model against the recorded H200 peaks, the ladder, the CLI in a new process."
+import json, os, subprocess, sys, time
+import pytest
+from dreambooth_nb.config import TrainConfig, preset
+from dreambooth_nb.plan import MEASURED, peak_gib, plan
+
+@pytest.mark.parametrize('p', MEASURED, ids=[p['name'] for p in MEASURED])
+def test_peak_within_20_percent_of_measured(p):
+    pred = peak_gib(p['family'], p['mode'], p['train_text_encoder'], p['rank'], p['precision'], p['gc'], p['res'], p['samples'])
+    assert abs(pred / p['peak'] - 1) < 0.20, (pred, p['peak'])
+
+def test_changes_fit_when_applied():
+    cfg = TrainConfig(pretrained_model_name_or_path='stable-diffusion-v1-5/stable-diffusion-v1-5', train_text_encoder=True,
+                      mixed_precision='fp16', with_prior_preservation=True, resolution=768)
+    p = plan(cfg, 'T4')
+    assert p.fits is False and p.changes
+    d = cfg.to_dict() if hasattr(cfg, 'to_dict') else __import__('dataclasses').asdict(cfg)
+    for c in p.changes: d.update(c['set'])
+    again = plan(TrainConfig.from_dict(d), 'T4')
+    assert again.fits and abs(again.peak_gpu_memory_gib - p.changes[-1]['peak_gpu_memory_gib']) < 1e-6
+    assert all(a['peak_gpu_memory_gib'] >= b['peak_gpu_memory_gib'] for a, b in zip(p.changes, p.changes[1:]))
+
+def _cli(*args, cwd):
+    env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
+    t = time.time()
+    r = subprocess.run([sys.executable, '-m', 'dreambooth_nb', 'plan', *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return r, time.time() - t
+
+def test_cli_plan_fast_offline_json(tmp_path):
+    r, seconds = _cli('--preset', 'sd15-t4', '--gpu', 'T4', '--json', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    keys = set(json.loads(r.stdout))
+    assert keys == {'gpu', 'peak_gpu_memory_gib', 'host_ram_gib', 'disk_gib', 'fits', 'seconds', 'changes', 'assumptions'}
+    assert seconds < 3, seconds
+
+def test_cli_bad_gpu_one_error_line(tmp_path):
+    r, _ = _cli('--preset', 'sd15-t4', '--gpu', 'GTX1080', cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().count('\n') == 0 and r.stderr.startswith('error:') and 'T4' in r.stderr
