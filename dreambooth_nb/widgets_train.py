@@ -8,7 +8,7 @@ import html, threading, warnings
 from pathlib import Path
 import ipywidgets as W
 from .config import CheckpointError, ConfigError, DataError, DreamBoothError, ModelError, TrainConfig, validate
-from .data import check_identifier, find_images, rare_identifiers, sample_subject_dir
+from .data import check_identifier, find_images, kohya_parts, rare_identifiers, sample_subject_dir, scan_concepts
 from .training import CancelFitException, Callback, smooth
 from .checkpoint import CheckpointCallback, latest_checkpoint, list_checkpoints
 from .rundir import METRICS_FILE, RunLock, read_metrics
@@ -25,10 +25,11 @@ __all__ = ['scan_instance_images', 'load_tokenizer', 'identifier_suggestions', '
 
 # %% ../nbs/08c_train.ipynb #92104c38
 def scan_instance_images(folder) -> tuple[list[Path], list[str]]:
-    "(the photos training will use, warnings about skipped files); an empty folder name means the bundled sample."
+    "(the photos training will use, warnings about skipped files); an empty folder name means the bundled sample; a kohya folder its subfolders' photos."
+    folder = folder or sample_subject_dir()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        images = find_images(folder or sample_subject_dir())
+        images = [p for sub, _, _ in kohya_parts(folder) or [(folder, 1, '')] for p in find_images(sub)]
     return images, [str(w.message) for w in caught]
 
 def load_tokenizer(path_or_id: str):
@@ -258,7 +259,8 @@ class TrainPanel(TrainPanel):
     def prepare(self, resume: bool = False) -> tuple[TrainConfig, list[str]]:
         "The config to train after the checks that fail fast, and the notes to show."
         cfg = self.config()
-        images, skipped = scan_instance_images(cfg.instance_data_dir)
+        if cfg.concepts_list: images, skipped = [e.file for e in scan_concepts(cfg)], []   # several subjects: every concept's photos
+        else: images, skipped = scan_instance_images(cfg.instance_data_dir)
         notes = validate(cfg) + skipped + sanity_notes(cfg, len(images))
         run_dir = Path(cfg.output_dir).expanduser()
         if not resume: check_fresh_start(run_dir); return cfg, notes
