@@ -4,14 +4,14 @@
 
 # %% ../nbs/07a_plan.ipynb #e0ab74a5
 from __future__ import annotations
-import json
+import json, os
 from dataclasses import dataclass, field, asdict
 from .config import ConfigError, TrainConfig
 
 # %% auto #0
 __all__ = ['FAMILIES', 'MEASURED', 'OPTIMIZER_BYTES', 'GIB', 'ACT_GIB', 'GPUS', 'CUDA_CONTEXT_GIB', 'SECONDS_PER_UNIT', 'LADDER',
            'ASSUMPTIONS', 'family_of', 'units', 'trainable_params', 'static_gib', 'calibrate', 'peak_gib',
-           'step_seconds', 'Plan', 'plan', 'ladder', 'detect_gpu']
+           'step_seconds', 'Plan', 'plan', 'ladder', 'detect_gpu', 'check_fits', 'preflight']
 
 # %% ../nbs/07a_plan.ipynb #2f0f8f25
 FAMILIES = {   # millions of parameters; lora_*: LoRA parameters per unit of rank (millions); act: activation family
@@ -196,3 +196,30 @@ def detect_gpu() -> str:
     for g in GPUS:
         if g.replace('-', '') in name.replace('-', ''): return g
     return 'H100' if 'H1' in name else 'A100-80'
+
+# %% ../nbs/07a_plan.ipynb #2aada1ec
+def check_fits(cfg: TrainConfig, total_gib: float, where: str = 'this GPU'):
+    "Raise `ConfigError` when `cfg`'s predicted peak does not fit `total_gib` (unless allow_oom_risk); returns the predicted peak."
+    import warnings
+    p = plan(cfg, 'H200', _ladder=False)
+    if p.peak_gpu_memory_gib + CUDA_CONTEXT_GIB <= 0.95 * total_gib: return p.peak_gpu_memory_gib
+    msg = f"the run needs about {p.peak_gpu_memory_gib:.1f} GiB of GPU memory (predicted) and {where} has {total_gib:.1f} GiB"
+    if getattr(cfg, 'allow_oom_risk', False): warnings.warn(msg + '; allow_oom_risk=True: trying anyway'); return p.peak_gpu_memory_gib
+    GPUS['_this'] = (total_gib, 989, True)
+    try: steps = ladder(cfg, '_this')
+    finally: GPUS.pop('_this')
+    fix = ', then '.join(f"{c['change']} ({c['peak_gpu_memory_gib']:.1f} GiB)" for c in steps) or 'a bigger GPU'
+    raise ConfigError(f"{msg}. Make it fit with: {fix}; or set allow_oom_risk=True (--allow_oom_risk) to try anyway.")
+
+# %% ../nbs/07a_plan.ipynb #8ac38eb6
+def preflight(cfg: TrainConfig, device) -> None:
+    "Before loading and priors: refuse a run that cannot fit this CUDA device; on CPU only warn about host RAM."
+    import warnings
+    if getattr(device, 'type', str(device)) == 'cuda':
+        import torch
+        idx = device.index if getattr(device, 'index', None) is not None else torch.cuda.current_device()
+        check_fits(cfg, torch.cuda.get_device_properties(idx).total_memory / GIB, torch.cuda.get_device_name(idx)); return
+    try: ram = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB
+    except (ValueError, OSError, AttributeError): return
+    need = plan(cfg, 'cpu', _ladder=False).host_ram_gib
+    if need > ram: warnings.warn(f"the run may need about {need:.1f} GiB of RAM and this machine has {ram:.1f} GiB")

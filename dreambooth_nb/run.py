@@ -16,6 +16,7 @@ from .load import load_base, tiny
 from .data import check_identifier, find_images, sample_subject_dir, scan_concepts, subject_data, write_dataset, sample_prompts
 from .priors import class_banks, generate_priors
 from .optim import check_fused_backward
+from .plan import preflight
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, tracker_config
 from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, find_checkpoint, latest_checkpoint, list_checkpoints,
                                       migrate_checkpoints, resolve_checkpoint, resume)
@@ -122,6 +123,7 @@ def _load_checked(cfg: TrainConfig, accelerator):
     _warn_all(validate(cfg))
     check_fused_backward(cfg, accelerator.num_processes)   # before the model loads and priors are made
     scan_concepts(cfg)                               # every concept's photos, captions and masks checked
+    preflight(cfg, accelerator.device)               # a run that cannot fit this GPU is refused before loading and priors (07a_plan)
     backbone = load_base(cfg, device=accelerator.device)
     _warn_all(check_identifier(backbone.tokenizer, cfg.identifier))
     backbone.check_config(cfg)                       # what this family cannot train with is refused before priors or training
