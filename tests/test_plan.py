@@ -36,3 +36,19 @@ def test_cli_plan_fast_offline_json(tmp_path):
 def test_cli_bad_gpu_one_error_line(tmp_path):
     r, _ = _cli('--preset', 'sd15-t4', '--gpu', 'GTX1080', cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip().count('\n') == 0 and r.stderr.startswith('error:') and 'T4' in r.stderr
+
+def test_preflight_refuses_a_run_too_big_for_the_cuda_device(monkeypatch):
+    import torch
+    from types import SimpleNamespace
+    from dreambooth_nb.config import ConfigError
+    from dreambooth_nb.plan import preflight
+    monkeypatch.setattr(torch.cuda, 'get_device_properties', lambda i: SimpleNamespace(total_memory=16e9))
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda i: 'Tesla T4')
+    cfg = TrainConfig(pretrained_model_name_or_path='stable-diffusion-v1-5/stable-diffusion-v1-5', train_text_encoder=True,
+                      mixed_precision='fp16', with_prior_preservation=True)
+    with pytest.raises(ConfigError, match='Tesla T4.*Make it fit with: gradient_checkpointing'):
+        preflight(cfg, torch.device('cuda', 0))
+    preflight(preset('sd15-t4'), torch.device('cuda', 0))            # the T4 preset fits a T4
+    with pytest.warns(UserWarning, match='allow_oom_risk'):
+        preflight(TrainConfig.from_dict({**cfg.__dict__, 'allow_oom_risk': True}), torch.device('cuda', 0))
+    preflight(cfg, torch.device('cpu'))                               # CPU: never refused
