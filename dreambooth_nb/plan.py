@@ -6,12 +6,14 @@
 from __future__ import annotations
 import json, os
 from dataclasses import dataclass, field, asdict
+from pathlib import Path
 from .config import ConfigError, TrainConfig
 
 # %% auto #0
 __all__ = ['FAMILIES', 'MEASURED', 'OPTIMIZER_BYTES', 'GIB', 'ACT_GIB', 'GPUS', 'CUDA_CONTEXT_GIB', 'SECONDS_PER_UNIT', 'LADDER',
-           'ASSUMPTIONS', 'family_of', 'units', 'trainable_params', 'static_gib', 'calibrate', 'peak_gib',
-           'step_seconds', 'Plan', 'plan', 'ladder', 'detect_gpu', 'check_fits', 'preflight']
+           'ASSUMPTIONS', 'CALIBRATED', 'family_from_folder', 'family_of', 'units', 'trainable_params', 'static_gib',
+           'calibrate', 'peak_gib', 'step_seconds', 'Plan', 'plan', 'ladder', 'detect_gpu', 'is_calibrated',
+           'check_fits', 'preflight']
 
 # %% ../nbs/07a_plan.ipynb #2f0f8f25
 FAMILIES = {   # millions of parameters; lora_*: LoRA parameters per unit of rank (millions); act: activation family
@@ -23,8 +25,24 @@ FAMILIES = {   # millions of parameters; lora_*: LoRA parameters per unit of ran
 }
 
 # %% ../nbs/07a_plan.ipynb #a5802e09
+def _json(path) -> dict:
+    try: return json.loads(Path(path).read_text())
+    except (OSError, ValueError): return {}
+
+def family_from_folder(folder) -> str | None:
+    "The family of a local diffusers folder from its model_index.json and denoiser config (a folder's name says nothing)."
+    folder = Path(folder).expanduser()
+    pipeline = _json(folder / 'model_index.json').get('_class_name', '')
+    if 'Flux' in pipeline:
+        t = _json(folder / 'transformer' / 'config.json')
+        return 'flux2-klein-9b' if t.get('num_attention_heads', 24) * t.get('attention_head_dim', 128) > 3072 else 'flux2-klein-4b'
+    if 'XL' in pipeline: return 'sdxl'
+    if 'StableDiffusion' in pipeline: return 'sd21' if _json(folder / 'unet' / 'config.json').get('cross_attention_dim') == 1024 else 'sd15'
+    return None
+
 def family_of(name: str) -> str:
-    "The family of a base model name: sd15, sd21, sdxl, flux2-klein-4b or flux2-klein-9b."
+    "The family of a base model: from a local folder's files, else from the name (sd15, sd21, sdxl, flux2-klein-4b or flux2-klein-9b)."
+    if not str(name).startswith('tiny:') and (found := family_from_folder(name)): return found
     n = name.lower()
     if 'klein' in n or 'flux' in n: return 'flux2-klein-9b' if '9b' in n else 'flux2-klein-4b'
     if 'xl' in n: return 'sdxl'
@@ -197,6 +215,13 @@ def detect_gpu() -> str:
         if g.replace('-', '') in name.replace('-', ''): return g
     return 'H100' if 'H1' in name else 'A100-80'
 
+# %% ../nbs/07a_plan.ipynb #f87dee90
+CALIBRATED = {(FAMILIES[p['family']]['act'], p['gc']) for p in MEASURED}    # (activation family, gradient checkpointing) measured on a GPU
+
+def is_calibrated(cfg: TrainConfig) -> bool:
+    "Whether the memory estimate for `cfg` rests on a measured run of the same family and gradient checkpointing."
+    return (FAMILIES[family_of(cfg.pretrained_model_name_or_path)]['act'], bool(cfg.gradient_checkpointing)) in CALIBRATED
+
 # %% ../nbs/07a_plan.ipynb #2aada1ec
 def check_fits(cfg: TrainConfig, total_gib: float, where: str = 'this GPU'):
     "Raise `ConfigError` when `cfg`'s predicted peak does not fit `total_gib` (unless allow_oom_risk); returns the predicted peak."
@@ -205,6 +230,12 @@ def check_fits(cfg: TrainConfig, total_gib: float, where: str = 'this GPU'):
     if p.peak_gpu_memory_gib + CUDA_CONTEXT_GIB <= 0.95 * total_gib: return p.peak_gpu_memory_gib
     msg = f"the run needs about {p.peak_gpu_memory_gib:.1f} GiB of GPU memory (predicted) and {where} has {total_gib:.1f} GiB"
     if getattr(cfg, 'allow_oom_risk', False): warnings.warn(msg + '; allow_oom_risk=True: trying anyway'); return p.peak_gpu_memory_gib
+    static = static_gib(**{k: v for k, v in _knobs(cfg, family_of(cfg.pretrained_model_name_or_path)).items() if k not in ('family', 'gc', 'res', 'samples')},
+                        family=family_of(cfg.pretrained_model_name_or_path))
+    certain = is_calibrated(cfg) or static + CUDA_CONTEXT_GIB > 0.95 * total_gib    # weights + grads + optimizer state: arithmetic, no guess
+    if not certain:                                 # only a scaled activation guess says no: warn, and go on
+        warnings.warn(msg + " — an estimate not yet calibrated on a measured run of this kind, so training starts anyway; "
+                      "if it runs out of memory, turn on gradient_checkpointing or optimizer=adamw8bit"); return p.peak_gpu_memory_gib
     GPUS['_this'] = (total_gib, 989, True)
     try: steps = ladder(cfg, '_this')
     finally: GPUS.pop('_this')
@@ -215,6 +246,7 @@ def check_fits(cfg: TrainConfig, total_gib: float, where: str = 'this GPU'):
 def preflight(cfg: TrainConfig, device) -> None:
     "Before loading and priors: refuse a run that cannot fit this CUDA device; on CPU only warn about host RAM."
     import warnings
+    if str(cfg.pretrained_model_name_or_path).startswith('tiny:'): return     # random test models of a few MB: nothing to predict
     if getattr(device, 'type', str(device)) == 'cuda':
         import torch
         idx = device.index if getattr(device, 'index', None) is not None else torch.cuda.current_device()
