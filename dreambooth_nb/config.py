@@ -102,7 +102,6 @@ class TrainConfig:
     cache_latents: bool = opt(True, "Encode every image with the VAE once, before training")
     seed: int = opt(0, "Seed for data order, noise and sampling")
     allow_oom_risk: bool = opt(False, "Start even when the plan predicts the run does not fit the GPU")
-    oom_fallback: bool = opt(True, "On a CUDA out-of-memory error in the first steps, step down the fallback ladder (recorded in the run folder)")
     # run folder
     output_dir: str = opt('dreambooth-run', "Run folder: config, metrics, priors, checkpoints, samples")
     checkpointing_steps: int = opt(500, "Save a checkpoint every N steps (and always at the end)")
