@@ -20,7 +20,7 @@ from .lora_keys import BFL_LAYOUTS, export_metadata
 
 # %% auto #0
 __all__ = ['DTYPES', 'KOHYA_PREFIXES', 'KOHYA_SDXL_PREFIXES', 'EXTRACT_TARGETS', 'LORA_FORMATS', 'FINAL_LORA', 'step_difference',
-           'check_step', 'model_card', 'Exported', 'merge_lora', 'export_diffusers', 'lora_state_dicts',
+           'check_step', 'model_card', 'Exported', 'merge_lora', 'merged_model', 'export_diffusers', 'lora_state_dicts',
            'diffusers_lora_keys', 'kohya_lora_keys', 'extract_lora', 'with_lora', 'lora_file_keys', 'export_lora',
            'same_weights', 'write_final_pipeline', 'final_lora_layers', 'write_final_lora']
 
@@ -131,6 +131,11 @@ def merge_lora(backbone):
                 setattr(parent, name.rsplit('.', 1)[-1], layer.get_base_layer())
     return backbone
 
+def merged_model(folder, manifest: dict):
+    "A checkpoint's trained model with any LoRA adapters folded into the base weights: what the full-model exports write."
+    trained, _ = load_trained(folder)
+    return merge_lora(trained) if manifest['mode'] == 'lora' else trained
+
 def _dtype(name: str):
     if name not in DTYPES: raise ConfigError(f"Unknown dtype {name!r}; choose one of {', '.join(DTYPES)}.")
     return DTYPES[name]
@@ -141,8 +146,7 @@ def export_diffusers(run, out, checkpoint: str = 'latest', dtype: str = 'fp32', 
     from diffusers import DiffusionPipeline
     folder, cfg, manifest, root, stem = _run_info(run, checkpoint)
     plan = plan_output(out, None, stem, root, overwrite)
-    trained, _ = load_trained(folder)
-    if manifest['mode'] == 'lora': merge_lora(trained)
+    trained = merged_model(folder, manifest)
     with staged(plan) as stage:
         trained.save_pretrained(stage)
         diff = check_step(trained, DiffusionPipeline.from_pretrained(stage), cfg.fill(cfg.instance_prompt))

@@ -12,7 +12,7 @@ from .config import ConfigError, TrainConfig
 # %% auto #0
 __all__ = ['FAMILIES', 'MEASURED', 'OPTIMIZER_BYTES', 'GIB', 'ACT_GIB', 'GPUS', 'CUDA_CONTEXT_GIB', 'SECONDS_PER_UNIT', 'LADDER',
            'ASSUMPTIONS', 'CALIBRATED', 'family_from_folder', 'family_of', 'units', 'trainable_params', 'static_gib',
-           'calibrate', 'peak_gib', 'step_seconds', 'Plan', 'plan', 'ladder', 'detect_gpu', 'is_calibrated',
+           'calibrate', 'peak_gib', 'step_seconds', 'Plan', 'fits_in', 'plan', 'ladder', 'detect_gpu', 'is_calibrated',
            'check_fits', 'preflight']
 
 # %% ../nbs/07a_plan.ipynb #2f0f8f25
@@ -153,7 +153,11 @@ class Plan:
         return '\n'.join(rows)
 
 # %% ../nbs/07a_plan.ipynb #fd297e17
-def _fits(peak, gpu): return None if GPUS[gpu][0] is None else peak + CUDA_CONTEXT_GIB <= 0.95 * GPUS[gpu][0]
+def fits_in(peak: float, total_gib: float) -> bool:
+    "Whether a predicted peak (GiB) fits a card of `total_gib`: CUDA context added, 5% kept for fragmentation."
+    return peak + CUDA_CONTEXT_GIB <= 0.95 * total_gib
+
+def _fits(peak, gpu): return None if GPUS[gpu][0] is None else fits_in(peak, GPUS[gpu][0])
 
 def _check_gpu(gpu):
     if gpu not in GPUS: raise ConfigError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)}")
@@ -195,14 +199,15 @@ ASSUMPTIONS = ['peaks are max_memory_allocated + 0.5 GiB CUDA context, 5% fragme
                'activation constants fitted on 6 H200 points (SD 1.5 GC; klein-4B GC and no GC); SD no-GC, SDXL, klein-9B scaled, not measured',
                'speed scales with sqrt(peak TFLOPS ratio) to the H200 (uncalibrated)', 'parameter counts: published figures, not built on meta']
 
-def ladder(cfg: TrainConfig, gpu: str) -> list:
-    "Cumulative changes, cheapest first, each re-planned, until the run fits."
-    out, d = [], cfg.to_dict() if hasattr(cfg, 'to_dict') else asdict(cfg)
+def ladder(cfg: TrainConfig, gpu: str, total_gib: float | None = None) -> list:
+    "Cumulative changes, cheapest first, each re-planned, until the run fits `gpu` (or a card of `total_gib`)."
+    out = []
     for name, change in LADDER:
-        if all(d.get(k) == v for k, v in change.items()): continue
-        d.update(change); p = plan(TrainConfig.from_dict(d), gpu, _ladder=False)
-        out.append(dict(change=name, set=change, peak_gpu_memory_gib=p.peak_gpu_memory_gib, fits=p.fits))
-        if p.fits: break
+        if all(getattr(cfg, k) == v for k, v in change.items()): continue
+        cfg = cfg.replace(**change); p = plan(cfg, gpu, _ladder=False)
+        fits = p.fits if total_gib is None else fits_in(p.peak_gpu_memory_gib, total_gib)
+        out.append(dict(change=name, set=change, peak_gpu_memory_gib=p.peak_gpu_memory_gib, fits=fits))
+        if fits: break
     return out
 
 def detect_gpu() -> str:
@@ -227,18 +232,16 @@ def check_fits(cfg: TrainConfig, total_gib: float, where: str = 'this GPU'):
     "Raise `ConfigError` when `cfg`'s predicted peak does not fit `total_gib` (unless allow_oom_risk); returns the predicted peak."
     import warnings
     p = plan(cfg, 'H200', _ladder=False)
-    if p.peak_gpu_memory_gib + CUDA_CONTEXT_GIB <= 0.95 * total_gib: return p.peak_gpu_memory_gib
+    if fits_in(p.peak_gpu_memory_gib, total_gib): return p.peak_gpu_memory_gib
     msg = f"the run needs about {p.peak_gpu_memory_gib:.1f} GiB of GPU memory (predicted) and {where} has {total_gib:.1f} GiB"
     if getattr(cfg, 'allow_oom_risk', False): warnings.warn(msg + '; allow_oom_risk=True: trying anyway'); return p.peak_gpu_memory_gib
-    static = static_gib(**{k: v for k, v in _knobs(cfg, family_of(cfg.pretrained_model_name_or_path)).items() if k not in ('family', 'gc', 'res', 'samples')},
-                        family=family_of(cfg.pretrained_model_name_or_path))
-    certain = is_calibrated(cfg) or static + CUDA_CONTEXT_GIB > 0.95 * total_gib    # weights + grads + optimizer state: arithmetic, no guess
+    k = _knobs(cfg, family_of(cfg.pretrained_model_name_or_path))
+    static = static_gib(**{n: k[n] for n in ('family', 'mode', 'train_text_encoder', 'rank', 'precision', 'optimizer', 'fused')})
+    certain = is_calibrated(cfg) or not fits_in(static, total_gib)     # weights + grads + optimizer state: arithmetic, no guess
     if not certain:                                 # only a scaled activation guess says no: warn, and go on
         warnings.warn(msg + " — an estimate not yet calibrated on a measured run of this kind, so training starts anyway; "
                       "if it runs out of memory, turn on gradient_checkpointing or optimizer=adamw8bit"); return p.peak_gpu_memory_gib
-    GPUS['_this'] = (total_gib, 989, True)
-    try: steps = ladder(cfg, '_this')
-    finally: GPUS.pop('_this')
+    steps = ladder(cfg, 'H200', total_gib)
     fix = ', then '.join(f"{c['change']} ({c['peak_gpu_memory_gib']:.1f} GiB)" for c in steps) or 'a bigger GPU'
     raise ConfigError(f"{msg}. Make it fit with: {fix}; or set allow_oom_risk=True (--allow_oom_risk) to try anyway.")
 

@@ -14,7 +14,7 @@ from .backbones import adapter_for_family
 from .load import load_backbone
 from .checkpoint import load_trained
 from .lora_keys import export_metadata
-from .export import (Exported, _classic, _dtype, _family_version, _finish, _result, _run_info, check_step, merge_lora,
+from .export import (Exported, _classic, _dtype, _family_version, _finish, _result, _run_info, check_step, merged_model,
                                   model_card)
 
 # %% auto #0
@@ -152,8 +152,7 @@ def export_single_file(run, out, checkpoint: str = 'latest', dtype: str = 'fp32'
     if not adapter_for_family(manifest['family']).single_file:
         raise ConfigError(f"Single-file export is for Stable Diffusion 1.x/2.x and SDXL; this run is {manifest['family']}. Use --format diffusers or lora.")
     plan = plan_output(out, 'model.safetensors', stem, root, overwrite)
-    trained, _ = load_trained(folder)
-    if manifest['mode'] == 'lora': merge_lora(trained)
+    trained = merged_model(folder, manifest)
     pipe_cls, layout = type(trained.pipeline()), 'SGM (SDXL)' if 'text_encoder_2' in trained.modules() else 'original SD'
     with staged(plan) as stage, tempfile.TemporaryDirectory() as scratch:
         meta = export_metadata(cfg, manifest, 'single-file', 'checkpoint', family=_family_version(trained, manifest))

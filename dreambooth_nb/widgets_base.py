@@ -218,3 +218,12 @@ class Panel(Panel):
         "Join the background job; True when no job is running any more."
         if self.thread is not None: self.thread.join(timeout)
         return not self.busy
+
+# %% ../nbs/08_widgets.ipynb #628ab873
+class Panel(Panel):
+    def start_checked(self, check, job) -> bool:
+        "Run `job(check())` in the background; a `DreamBoothError` from `check` is shown instead and nothing starts."
+        if self.busy: return False
+        try: request = check()
+        except DreamBoothError as e: self.show_error(e); return False
+        return self.run_in_background(job, request)

@@ -160,11 +160,7 @@ class EvalPanel(EvalPanel):
                     images_per_prompt=self.images_per_prompt.value, num_inference_steps=self.steps.value,
                     image_encoder=self.image_encoder.value.strip(), clip_model=self.clip_model.value.strip())
 
-    def start(self) -> bool:
-        if self.busy: return False
-        try: req = self.request()
-        except DreamBoothError as e: self.show_error(e); return False
-        return self.run_in_background(self.eval_job, req)
+    def start(self) -> bool: return self.start_checked(self.request, lambda req: self.eval_job(req))   # eval_job: a later cell
 
 # %% ../nbs/08f_eval.ipynb #b2c2c2f9
 class EvalPanel(EvalPanel):

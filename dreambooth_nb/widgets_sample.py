@@ -123,11 +123,7 @@ class SamplePanel(SamplePanel):
                                else load_trained(self.run_dir, checkpoint, device=device, dtype=dtype)[0]
         return self.models[key]
 
-    def start(self) -> bool:
-        if self.busy: return False
-        try: req = self.request()
-        except DreamBoothError as e: self.show_error(e); return False
-        return self.run_in_background(self.generate_job, req)
+    def start(self) -> bool: return self.start_checked(self.request, lambda req: self.generate_job(req))   # generate_job: a later cell
 
 # %% ../nbs/08d_sample.ipynb #491ce2a2
 class SamplePanel(SamplePanel):
