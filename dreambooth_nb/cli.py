@@ -369,6 +369,7 @@ def _final_lines(run: Path) -> list[str]:
 def _summary(run: Path, seconds: float) -> str:
     from dreambooth_nb.rundir import read_metrics
     from dreambooth_nb.checkpoint import list_checkpoints
+    from dreambooth_nb.fallback import recorded_fallbacks
     m = read_metrics(run / METRICS_FILE)
     lines = [f"Done in {seconds:.0f} s. Run folder: {run}",
              f"  config.yaml     the exact config; re-run with: dreambooth-nb train --config {run / CONFIG_FILE}",
@@ -378,6 +379,7 @@ def _summary(run: Path, seconds: float) -> str:
              f"  checkpoint-N/   {', '.join(p.name for p in list_checkpoints(run))} (safetensors + optimizer state + manifest)",
              *_final_lines(run),
              f"  samples/        {', '.join(p.name for p in sorted((run / 'samples').glob('*.png')))} (fixed-seed grids)"]
+    lines += [f"  fallback.jsonl  out of GPU memory at step {r['step']}: stepped down to {r['rung']}" for r in recorded_fallbacks(run)]
     return '\n'.join(lines)
 
 # %% ../nbs/09_cli.ipynb #3ba9e778

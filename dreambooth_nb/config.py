@@ -89,6 +89,7 @@ class TrainConfig:
     use_ema: bool = opt(False, "Keep an exponential moving average of the trained weights; sampling and export use it")
     ema_decay: float = opt(0.9999, "EMA decay per optimizer step")
     ema_on_cpu: bool = opt(False, "Keep the EMA weights in CPU memory (saves GPU memory; slower)")
+    master_weights: str = opt('fp32', "fp32, or bf16: trained weights and gradients in bf16 (half their memory), updates in fp32 rounded stochastically")
     adam_beta1: float = opt(0.9, "AdamW beta1")
     adam_beta2: float = opt(0.999, "AdamW beta2")
     adam_weight_decay: float = opt(1e-2, "AdamW weight decay")
@@ -102,6 +103,7 @@ class TrainConfig:
     cache_latents: bool = opt(True, "Encode every image with the VAE once, before training")
     seed: int = opt(0, "Seed for data order, noise and sampling")
     allow_oom_risk: bool = opt(False, "Start even when the plan predicts the run does not fit the GPU")
+    oom_fallback: bool = opt(True, "On a GPU out-of-memory in the first steps, step down a ladder (checkpointing, optimizer, offload, batch, LoRA) and go on")
     # run folder
     output_dir: str = opt('dreambooth-run', "Run folder: config, metrics, priors, checkpoints, samples")
     checkpointing_steps: int = opt(500, "Save a checkpoint every N steps (and always at the end)")
@@ -318,7 +320,7 @@ def settings_from_yaml(path) -> dict:
 LR_SCHEDULERS = ('constant', 'constant_with_warmup', 'linear', 'cosine', 'cosine_with_restarts', 'polynomial')
 CHOICES = dict(mode=('full', 'lora'), mixed_precision=('no', 'fp16', 'bf16'), lr_scheduler=LR_SCHEDULERS,
                report_to=('jsonl', 'tensorboard', 'wandb', 'comet_ml', 'all'),
-               optimizer=('adamw', 'adamw8bit', 'adafactor', 'prodigy'))
+               optimizer=('adamw', 'adamw8bit', 'adafactor', 'prodigy'), master_weights=('fp32', 'bf16'))
 POSITIVE = ('learning_rate', 'max_train_steps', 'num_train_epochs', 'train_batch_size', 'gradient_accumulation_steps',
             'sample_batch_size', 'num_class_images', 'rank', 'checkpointing_steps', 'validation_steps', 'num_inference_steps',
             'num_validation_images', 'lr_num_cycles', 'prior_num_inference_steps', 'adam_epsilon', 'max_grad_norm', 'lr_power')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_run.ipynb #24197afb
 from __future__ import annotations
-import io, json, shutil, warnings
+import gc, io, json, shutil, warnings
 from contextlib import nullcontext
 from pathlib import Path
 import torch
@@ -18,15 +18,16 @@ from .priors import class_banks, generate_priors
 from .optim import check_fused_backward
 from .plan import preflight
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, tracker_config
-from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, find_checkpoint, latest_checkpoint, list_checkpoints,
-                                      migrate_checkpoints, resolve_checkpoint, resume)
+from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, checkpoint_step, find_checkpoint, latest_checkpoint,
+                                      list_checkpoints, migrate_checkpoints, resolve_checkpoint, resume)
+from .fallback import falls_back, next_rung, record_fallback, recorded_fallbacks, with_recorded_fallbacks
 from .sampling import SampleCallback
 from .export import write_final_lora, write_final_pipeline
 
 # %% auto #0
 __all__ = ['check_run_dir', 'prepare_run_dir', 'refuse_restart', 'accept_start', 'start_or_resume', 'prior_kwargs',
-           'default_callbacks', 'open_run', 'train', 'write_final_outputs', 'save_loss_plot', 'stopped_by_signal',
-           'demo_config', 'demo']
+           'default_callbacks', 'open_run', 'step_down', 'train', 'write_final_outputs', 'save_loss_plot',
+           'stopped_by_signal', 'demo_config', 'demo']
 
 # %% ../nbs/07_run.ipynb #7ccbbff7
 def _final_outputs(path: Path) -> list[Path]:
@@ -80,6 +81,7 @@ def accept_start(cfg: TrainConfig, run_dir: Path) -> Path | None:
 def start_or_resume(trainer, run_dir: Path, checkpoint: Path | None = None) -> int:
     "Resume `trainer` as its config asks (from `checkpoint` when already checked), or check that a fresh start loses nothing; returns the start step."
     spec, main = trainer.cfg.resume_from_checkpoint, trainer.accelerator.is_main_process
+    trainer.start_checkpoint = None
     if not spec: refuse_restart(run_dir); return 0
     if checkpoint is None:                  # checksums are read once: a checkpoint of a full model is gigabytes
         checkpoint = latest_checkpoint(run_dir) if spec == 'latest' else resolve_checkpoint(run_dir, spec)
@@ -88,6 +90,7 @@ def start_or_resume(trainer, run_dir: Path, checkpoint: Path | None = None) -> i
         step = 0
     else: step = resume(trainer, checkpoint)
     if main: truncate_metrics(run_dir / METRICS_FILE, step)
+    trainer.start_checkpoint = checkpoint      # where a restart after an out-of-memory error starts again (04b_oom_fallback)
     return step
 
 # %% ../nbs/07_run.ipynb #16d26db6
@@ -140,21 +143,57 @@ def open_run(cfg: TrainConfig, run_dir: Path, overwrite: bool) -> Path | None:
     return checkpoint
 
 # %% ../nbs/07_run.ipynb #06555b36
+def _attempt(cfg, backbone, priors, run_dir: Path, callbacks, accelerator, checkpoint, fallbacks: int) -> Trainer:
+    "A trainer for one attempt at the run, at its start step (resumed from `checkpoint` or the config's choice)."
+    data = subject_data(cfg, priors, backbone.size_multiple)
+    if accelerator.is_main_process: write_dataset(run_dir, data)
+    trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
+    trainer.run_id, trainer.oom_fallbacks = run_id(run_dir), fallbacks
+    trainer.start_step = start_or_resume(trainer, run_dir, checkpoint)
+    return trainer
+
+def step_down(trainer, error: BaseException, run_dir: Path) -> TrainConfig | None:
+    "The next attempt's config after `error` (recorded in the run folder), or None when the run stops with it."
+    cfg, start = trainer.cfg, trainer.start_step
+    wrote = any((checkpoint_step(c) or 0) > start for c in list_checkpoints(run_dir))
+    if not falls_back(cfg, error, trainer.step - start, wrote, trainer.accelerator.num_processes): return None
+    rung = next_rung(cfg, resumed=trainer.start_checkpoint is not None)
+    if rung is None:
+        print(f"Out of GPU memory with every rung of the out-of-memory ladder taken ({len(recorded_fallbacks(run_dir))} in {run_dir}).")
+        return None
+    record_fallback(run_dir, trainer.step, *rung, error)
+    cfg = cfg.replace(**rung[1])
+    config_for_run(cfg, run_dir).to_yaml(run_dir / CONFIG_FILE)
+    truncate_metrics(run_dir / METRICS_FILE, start)      # the lost steps are run again
+    return cfg
+
+def _let_go(trainer):
+    "Drop every reference the failed attempt holds to the model and optimizer, and return their memory to the GPU."
+    trainer.accelerator.free_memory()                    # accelerate keeps the prepared models and optimizers too
+    trainer.__dict__.clear(); gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()
+
+# %% ../nbs/07_run.ipynb #41d333b8
 def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     "Run DreamBooth for `cfg` into `cfg.output_dir`; returns the finished trainer."
+    run_dir = Path(cfg.output_dir).expanduser()
+    cfg = with_recorded_fallbacks(cfg, run_dir)          # a resumed run keeps the rungs it stepped down to
     accelerator = make_accelerator(cfg)
     backbone, main = _load_checked(cfg, accelerator), accelerator.is_main_process
-    run_dir = Path(cfg.output_dir).expanduser()
     with RunLock(run_dir) if main else nullcontext():
         checkpoint = open_run(cfg, run_dir, overwrite) if main else None
         accelerator.wait_for_everyone()
-        data = subject_data(cfg, _priors(cfg, backbone, run_dir, accelerator), backbone.size_multiple)
-        if main: write_dataset(run_dir, data)
-        trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
-        trainer.run_id = run_id(run_dir)
-        start_or_resume(trainer, run_dir, checkpoint)
+        priors, fallbacks = _priors(cfg, backbone, run_dir, accelerator), len(recorded_fallbacks(run_dir))
         if cfg.report_to != 'jsonl': accelerator.init_trackers('dreambooth_nb', config=tracker_config(cfg))
-        trainer.fit()
+        while True:
+            trainer = _attempt(cfg, backbone, priors, run_dir, callbacks, accelerator, checkpoint, fallbacks)
+            try: trainer.fit(); break
+            except torch.cuda.OutOfMemoryError as e:
+                if (cfg := step_down(trainer, e, run_dir)) is None: raise
+            checkpoint, fallbacks = trainer.start_checkpoint, fallbacks + 1
+            _let_go(trainer); trainer = backbone = None          # outside `except`: the traceback's tensors are gone
+            accelerator = make_accelerator(cfg)
+            backbone = load_base(cfg, device=accelerator.device); backbone.check_config(cfg)
         accelerator.end_training()
         if main and (run_dir / METRICS_FILE).exists(): save_loss_plot(run_dir)
         if main and trainer.step >= trainer.max_steps and stopped_by_signal(trainer) is None: write_final_outputs(trainer, run_dir)

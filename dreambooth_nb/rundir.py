@@ -11,8 +11,8 @@ from .config import DreamBoothError, TrainConfig
 
 # %% auto #0
 __all__ = ['CONFIG_FILE', 'RUN_INFO', 'LOCK_NAME', 'METRICS_FILE', 'LOSS_PLOT', 'PRIORS_DIR', 'SAMPLES_DIR', 'CHECKPOINT_PREFIX',
-           'MANIFEST_FILE', 'LEGACY_CHECKPOINTS_DIR', 'FINAL_MARKER', 'RUN_OUTPUTS', 'PATH_FIELDS', 'RUN_MARKS',
-           'checkpoint_name', 'sample_grid_name', 'is_run_dir', 'RunLockedError', 'read_holder', 'RunLock',
+           'MANIFEST_FILE', 'LEGACY_CHECKPOINTS_DIR', 'FINAL_MARKER', 'FALLBACK_FILE', 'RUN_OUTPUTS', 'PATH_FIELDS',
+           'RUN_MARKS', 'checkpoint_name', 'sample_grid_name', 'is_run_dir', 'RunLockedError', 'read_holder', 'RunLock',
            'config_for_run', 'config_from_run', 'is_run_config', 'run_settings', 'read_run_config', 'shareable_config',
            'run_id', 'read_jsonl', 'metrics_path', 'read_metrics', 'append_metrics', 'truncate_metrics',
            'read_checkpoint_manifest', 'write_checkpoint_manifest']
@@ -24,7 +24,8 @@ PRIORS_DIR, SAMPLES_DIR = 'priors', 'samples'
 CHECKPOINT_PREFIX, MANIFEST_FILE = 'checkpoint-', 'manifest.json'
 LEGACY_CHECKPOINTS_DIR = 'checkpoints'                   # earlier versions: RUN/checkpoints/step-NNNNNN
 FINAL_MARKER = '.dreambooth_nb-final.json'              # at a run's root: the files of the final pipeline / LoRA that train() wrote
-RUN_OUTPUTS = (METRICS_FILE, LEGACY_CHECKPOINTS_DIR, SAMPLES_DIR, LOSS_PLOT)   # what --overwrite removes (besides checkpoints and final files)
+FALLBACK_FILE = 'fallback.jsonl'                       # the out-of-memory ladder's steps down, one a line (04b_oom_fallback)
+RUN_OUTPUTS = (METRICS_FILE, LEGACY_CHECKPOINTS_DIR, SAMPLES_DIR, LOSS_PLOT, FALLBACK_FILE)   # what --overwrite removes (besides checkpoints and final files)
 
 def checkpoint_name(step: int) -> str:
     "The folder name of the checkpoint at `step` (diffusers' name)."

@@ -378,6 +378,7 @@ class MetricsCallback(Callback):
         rec = dict(step=t.step, loss=_scalar(acc, t.loss.detach()),
                    **{k: _scalar(acc, v) for k, v in t.loss_parts.items()},
                    lr=t.lr_sched.get_last_lr()[0], grad_norm=_scalar(acc, t.grad_norm), seconds=round(t.step_seconds, 4))
+        if getattr(t, 'oom_fallbacks', 0): rec['oom_fallbacks'] = t.oom_fallbacks     # rungs of the out-of-memory ladder taken (04b_oom_fallback)
         t.history.append(rec)
         if not t.is_main: return
         if self.path: append_metrics(self.path, rec)
