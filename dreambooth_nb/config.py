@@ -365,6 +365,16 @@ def _check_ranges(cfg):
         if getattr(cfg, name) > top: raise ConfigError(f"Field {name}={getattr(cfg, name)} is too large: at most {top} ({why}).")
 
 # %% ../nbs/00_config.ipynb #3ae368de
+def _check_master_weights(cfg: TrainConfig):
+    "bf16 master weights are built for AdamW and Adafactor, without fp16's loss scaler (04a_optim)."
+    if cfg.master_weights != 'bf16': return
+    name = 'adamw8bit' if cfg.use_8bit_adam else cfg.optimizer
+    if name not in ('adamw', 'adafactor'):
+        raise ConfigError(f"master_weights=bf16 works with optimizer=adamw or adafactor, not {name}: change the optimizer or use master_weights=fp32.")
+    if cfg.mixed_precision == 'fp16':
+        raise ConfigError("master_weights=bf16 cannot train under mixed_precision=fp16 (bf16 weights with fp16 maths and loss scaling): "
+                          "use mixed_precision=bf16 (or no), or master_weights=fp32.")
+
 def validate(cfg: TrainConfig) -> list[str]:
     "Raise `ConfigError` for an invalid config; return a list of warnings."
     _check_choices(cfg); _check_finite(cfg); _check_positive(cfg); _check_ranges(cfg)
@@ -374,6 +384,7 @@ def validate(cfg: TrainConfig) -> list[str]:
         raise ConfigError(f"Field resolution={cfg.resolution} must be a multiple of 8 and at least 64 (e.g. 512).")
     if cfg.with_prior_preservation and not cfg.class_prompt:
         raise ConfigError("with_prior_preservation is on but class_prompt is empty: set class_prompt (e.g. 'a photo of {class_name}') or turn prior preservation off.")
+    _check_master_weights(cfg)
     warns = []
     if '{identifier}' not in cfg.instance_prompt and cfg.identifier not in cfg.instance_prompt.split():
         warns.append(f"instance_prompt {cfg.instance_prompt!r} does not contain the identifier ({{identifier}} = {cfg.identifier!r}): "

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_optim.ipynb #086521dc
 from __future__ import annotations
-import importlib, importlib.util, warnings
+import functools, importlib, importlib.util, warnings
 from contextlib import contextmanager
 import torch
 from .config import CheckpointError, ConfigError, TrainConfig
@@ -12,7 +12,7 @@ from .config import CheckpointError, ConfigError, TrainConfig
 # %% auto #0
 __all__ = ['OPTIMIZER_EXTRAS', 'OPTIMIZERS', 'optimizer_name', 'optional_package', 'make_optimizer', 'optimizer_state_bytes',
            'check_fused_backward', 'FusedBackward', 'ema_decay_at', 'EMAWeights', 'load_ema_state', 'ema_applied',
-           'training_extras']
+           'training_extras', 'round_to_bf16_', 'FP32Steps', 'BF16MasterWeights', 'with_bf16_master']
 
 # %% ../nbs/04a_optim.ipynb #be2774bb
 OPTIMIZER_EXTRAS = dict(adamw8bit=('bitsandbytes', 'lora8bit'), prodigy=('prodigyopt', 'prodigy'))   # optimizer: (package, extra)
@@ -61,7 +61,8 @@ def make_optimizer(cfg: TrainConfig, params, num_processes: int = 1) -> torch.op
     "The optimizer `cfg` names over `params`, at `learning_rate` (scaled by batch x accumulation x processes with `scale_lr`)."
     lr = cfg.learning_rate
     if cfg.scale_lr: lr *= cfg.gradient_accumulation_steps * cfg.train_batch_size * num_processes
-    return OPTIMIZERS[optimizer_name(cfg)](cfg, list(params), lr)
+    optimizer = OPTIMIZERS[optimizer_name(cfg)](cfg, list(params), lr)
+    return with_bf16_master(optimizer, cfg.seed) if cfg.master_weights == 'bf16' else optimizer
 
 # %% ../nbs/04a_optim.ipynb #86bc782f
 def optimizer_state_bytes(optimizer) -> int:
@@ -175,3 +176,68 @@ def training_extras(cfg: TrainConfig, optimizer, modules: dict, num_processes: i
     fused = FusedBackward(optimizer, named.values(), cfg.max_grad_norm) if cfg.fused_backward else None
     ema = EMAWeights(named, cfg.ema_decay, 'cpu' if cfg.ema_on_cpu else None) if cfg.use_ema else None
     return fused, ema
+
+# %% ../nbs/04a_optim.ipynb #0b68793d
+def round_to_bf16_(target: torch.Tensor, source: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    "Write fp32 `source` into bf16 `target`, each value rounded down or up at random with the chance that keeps its mean (no generator: to nearest)."
+    if generator is None: return target.copy_(source)
+    bits = torch.randint(0, 1 << 16, source.shape, generator=generator, device=source.device, dtype=torch.int32)
+    bits.add_(source.contiguous().view(torch.int32)).bitwise_and_(-65536)   # carries into the kept bits with chance (low 16 bits) / 2^16
+    return target.copy_(bits.view(torch.float32))                            # exact: the low 16 bits are zero now
+
+# %% ../nbs/04a_optim.ipynb #14299a41
+class FP32Steps:
+    "Mixed into a torch optimizer: each bf16 parameter steps as an fp32 twin (state in fp32), then is rounded back stochastically."
+    stochastic = True                                          # False: round to nearest (to measure what stochastic rounding buys)
+    def rounding_generator(self, device) -> torch.Generator | None:
+        gens = self.__dict__.setdefault('rounding_generators', {})
+        if str(device) not in gens: gens[str(device)] = torch.Generator(device).manual_seed(self.rounding_seed)
+        return gens[str(device)] if self.stochastic else None
+
+    @torch.no_grad()
+    def _step_in_fp32(self, group: dict, p: torch.Tensor):
+        twin = p.detach().float(); twin.grad = p.grad.float()
+        if p in self.state: self.state[twin] = self.state.pop(p)
+        group['params'] = [twin]
+        try: super().step()
+        finally: self.state[p] = self.state.pop(twin, {})
+        round_to_bf16_(p, twin, self.rounding_generator(p.device))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None: raise ValueError('master_weights=bf16 steps without a closure')
+        for group in self.param_groups:
+            everyone = group['params']
+            try:
+                for p in [p for p in everyone if p.grad is not None]:
+                    if p.dtype == torch.bfloat16: self._step_in_fp32(group, p)
+                    else: group['params'] = [p]; super().step()
+            finally: group['params'] = everyone
+
+# %% ../nbs/04a_optim.ipynb #392ed11f
+class BF16MasterWeights(FP32Steps):
+    "`FP32Steps` whose state dict also holds the rounding generator and keeps the saved moments fp32 on load."
+    def state_dict(self) -> dict:
+        gens = self.__dict__.get('rounding_generators', {})
+        rounding = dict(seed=self.rounding_seed, generators={d: g.get_state() for d, g in gens.items()})
+        return {**super().state_dict(), 'stochastic_rounding': rounding}
+
+    def load_state_dict(self, state_dict: dict):
+        state_dict = dict(state_dict); rounding = state_dict.pop('stochastic_rounding', None)
+        super().load_state_dict(state_dict)
+        params = [p for g in self.param_groups for p in g['params']]
+        for i, saved in state_dict['state'].items():           # torch cast the moments to bf16 like their parameter: fp32 again
+            for k, v in saved.items():
+                if torch.is_tensor(v) and v.is_floating_point() and k != 'step': self.state[params[i]][k] = v.to(params[i].device, copy=True)
+        if rounding is None: return
+        self.rounding_seed, self.rounding_generators = rounding['seed'], {}
+        for device, state in rounding['generators'].items(): self.rounding_generator(device).set_state(state)
+
+@functools.cache
+def _bf16_master_class(cls): return type(f'{cls.__name__}BF16Master', (BF16MasterWeights, cls), {})
+
+def with_bf16_master(optimizer: torch.optim.Optimizer, seed: int) -> torch.optim.Optimizer:
+    "`optimizer` (over bf16 parameters), now stepping them in fp32 with stochastic rounding seeded by `seed`."
+    optimizer.__class__ = _bf16_master_class(type(optimizer))
+    optimizer.rounding_seed = seed
+    return optimizer

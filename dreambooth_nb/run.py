@@ -149,6 +149,7 @@ def _attempt(cfg, backbone, priors, run_dir: Path, callbacks, accelerator, check
     if accelerator.is_main_process: write_dataset(run_dir, data)
     trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
     trainer.run_id, trainer.oom_fallbacks = run_id(run_dir), fallbacks
+    trainer.release_pixels = True                        # this attempt's own data: the pixels go once their latents are cached
     trainer.start_step = start_or_resume(trainer, run_dir, checkpoint)
     return trainer
 

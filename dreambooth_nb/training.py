@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_training.ipynb #21c1dd16
 from __future__ import annotations
-import math, time, warnings
+import dataclasses, math, time, warnings
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -14,7 +14,7 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params, compute_snr, free_memory, offload_models
 from tqdm.auto import tqdm
-from .config import ConfigError, DreamBoothError, TrainConfig, train_steps
+from .config import ConfigError, DataError, DreamBoothError, TrainConfig, train_steps
 from .rundir import append_metrics, read_metrics
 from typing import NamedTuple
 from fastcore.basics import patch
@@ -24,11 +24,11 @@ from .optim import ema_applied, make_optimizer, training_extras
 
 # %% auto #0
 __all__ = ['HALF', 'TRACKER_PACKAGES', 'FP16_OVERFLOW_TRIES', 'CancelStepException', 'CancelFitException', 'Callback',
-           'run_callbacks', 'with_events', 'encode_all', 'encode_each', 'LatentCache', 'snr_weights', 'mask_weights',
-           'dreambooth_loss', 'make_lr_scheduler', 'make_accelerator', 'lora_targets', 'lora_variant',
-           'cast_frozen_weights', 'allow_new_precision', 'check_tracker_installed', 'tracker_config', 'TrainerBase',
-           'TrainerSetup', 'MicroBatch', 'TrainerBatches', 'TrainingDiverged', 'TrainerStep', 'Trainer',
-           'MetricsCallback', 'ProgressCallback', 'smooth', 'plot_loss']
+           'run_callbacks', 'with_events', 'encode_all', 'encode_each', 'check_pixels_kept', 'LatentCache',
+           'release_pixels', 'snr_weights', 'mask_weights', 'dreambooth_loss', 'make_lr_scheduler', 'make_accelerator',
+           'lora_targets', 'lora_variant', 'cast_frozen_weights', 'cast_master_weights', 'allow_new_precision',
+           'check_tracker_installed', 'tracker_config', 'TrainerBase', 'TrainerSetup', 'MicroBatch', 'TrainerBatches',
+           'TrainingDiverged', 'TrainerStep', 'Trainer', 'MetricsCallback', 'ProgressCallback', 'smooth', 'plot_loss']
 
 # %% ../nbs/04_training.ipynb #9973de15
 class CancelStepException(Exception): "Raise in a callback to skip the rest of this step."
@@ -65,25 +65,44 @@ def encode_all(backbone, pixels: torch.Tensor, batch_size: int = 8) -> torch.Ten
     "VAE latents of (N, 3, H, W) pixels, in batches."
     return torch.cat([backbone.encode_images(pixels[i:i + batch_size]) for i in range(0, len(pixels), batch_size)])
 
-def encode_each(backbone, pixels: list, flip: bool = False, batch_size: int = 8) -> list[torch.Tensor]:
-    "VAE latents of a list of (3, H, W) pixels of any sizes (encoded size by size, each distinct tensor once), flipped if asked."
+def encode_each(backbone, pixels: list, flip: bool = False, batch_size: int = 8, dtype=torch.float32) -> list[torch.Tensor]:
+    "VAE latents (in `dtype`) of a list of (3, H, W) pixels of any sizes (encoded size by size, each distinct tensor once), flipped if asked."
     unique = list({id(p): p for p in pixels}.values())
     latents = {}
     for shape in dict.fromkeys(p.shape for p in unique):
         same = [p for p in unique if p.shape == shape]
         batch = torch.stack(same)
-        for p, z in zip(same, encode_all(backbone, batch.flip(-1) if flip else batch, batch_size).float()): latents[id(p)] = z
+        for p, z in zip(same, encode_all(backbone, batch.flip(-1) if flip else batch, batch_size).to(dtype)): latents[id(p)] = z
     return [latents[id(p)] for p in pixels]
+
+def check_pixels_kept(data: SubjectData):
+    "Raise `DataError` when `release_pixels` dropped this data's pixels: they cannot be encoded again."
+    if getattr(data, 'pixels_released', False):
+        raise DataError("These images' pixels were released after an earlier trainer cached their latents (train() does that "
+                        "to save memory): build the data again with subject_data(cfg) for another trainer.")
 
 class LatentCache:
     "Latents of every image, and of its mirror image when flipping is on: cache[kind][flipped][index]."
-    def __init__(self, backbone, data: SubjectData, random_flip: bool):
+    def __init__(self, backbone, data: SubjectData, random_flip: bool, dtype=torch.float32):
+        check_pixels_kept(data)
         kinds = {'instance': data.instance_pixels} | ({'class': data.class_pixels} if data.with_prior else {})
         flips = (False, True) if random_flip else (False,)
-        self.latents = {k: {f: encode_each(backbone, px, f) for f in flips} for k, px in kinds.items()}
+        self.latents = {k: {f: encode_each(backbone, px, f, dtype=dtype) for f in flips} for k, px in kinds.items()}
 
     def get(self, kind: str, indices, flips) -> torch.Tensor:
         return torch.stack([self.latents[kind][f][i] for i, f in zip(indices, flips)])
+
+# %% ../nbs/04_training.ipynb #67171ef6
+def release_pixels(data: SubjectData) -> int:
+    "Swap every image's pixels for a 4-byte stand-in of the same shape (their latents are cached); returns the bytes freed."
+    freed = {}
+    def stand_in(img):
+        freed[id(img.pixels)] = img.pixels.numel() * img.pixels.element_size()
+        return dataclasses.replace(img, pixels=torch.zeros((), dtype=img.pixels.dtype).expand(img.pixels.shape))
+    data.instance[:] = [stand_in(i) for i in data.instance]
+    data.classes[:] = [stand_in(i) for i in data.classes]
+    data.pixels_released = True
+    return sum(freed.values())
 
 # %% ../nbs/04_training.ipynb #3e1ba810
 def snr_weights(noise_scheduler, timesteps, snr_gamma) -> torch.Tensor:
@@ -151,6 +170,12 @@ def cast_frozen_weights(backbone, trainable: dict, mixed_precision: str, mode: s
         if name not in trainable or mode == 'lora': module.to(dtype)
     cast_training_params(list(trainable.values()), dtype=torch.float32)
 
+def cast_master_weights(backbone, master_weights: str) -> torch.dtype:
+    "With `master_weights=bf16` the whole model becomes bf16 (trained and frozen weights alike); returns the dtype latents are cached in."
+    if master_weights != 'bf16': return torch.float32
+    backbone.to(dtype=torch.bfloat16)                  # one dtype everywhere: the CPU has no autocast to mix them
+    return torch.bfloat16
+
 # %% ../nbs/04_training.ipynb #2e155905
 def allow_new_precision(precision: str):
     "Let this process build an Accelerator with another mixed precision than the previous one."
@@ -211,13 +236,16 @@ class TrainerBase:
 # %% ../nbs/04_training.ipynb #2006e287
 class TrainerSetup(TrainerBase):
     "Part of `Trainer`: trainable modules, optimizer, schedule and caches, prepared once."
+    release_pixels = False              # train() sets it: the pixels go once their latents are cached (see `release_pixels`)
     def setup(self):
         "Trainable modules, optimizer, schedule, caches; everything through `accelerator.prepare`."
         cfg, bb, acc = self.cfg, self.backbone, self.accelerator
+        check_pixels_kept(self.data)
         bb.to(acc.device)
         with lora_variant(cfg.use_dora, cfg.mode):
             mods = bb.trainable_modules(cfg.mode, cfg.train_text_encoder, rank=cfg.rank, lora_alpha=cfg.lora_alpha, targets=lora_targets(cfg))
         cast_frozen_weights(bb, mods, acc.mixed_precision, cfg.mode)
+        latent_dtype = cast_master_weights(bb, cfg.master_weights)
         if cfg.gradient_checkpointing:
             bb.enable_gradient_checkpointing(cfg.train_text_encoder)
         params = [p for m in mods.values() for p in m.parameters() if p.requires_grad]
@@ -229,7 +257,8 @@ class TrainerSetup(TrainerBase):
         self.opt, self.lr_sched = prepared[len(names):]
         self.params = params
         self.fused, self.ema = training_extras(cfg, self.opt, mods, acc.num_processes)
-        self.cache = LatentCache(bb, self.data, cfg.random_flip) if cfg.cache_latents else None
+        self.cache = LatentCache(bb, self.data, cfg.random_flip, latent_dtype) if cfg.cache_latents else None
+        if self.cache is not None and self.release_pixels: release_pixels(self.data)
         self._prepare_text()
         self.offload_frozen()
 

@@ -1,5 +1,6 @@
-"""Each optimizer, fused_backward and EMA: a run stopped and resumed from its checkpoint ends bit-identical to one that
-never stopped (weights, optimizer state, EMA); fused_backward refuses what it cannot do with one clear error line."""
+"""Each optimizer, fused_backward, EMA and bf16 master weights: a run stopped and resumed from its checkpoint ends
+bit-identical to one that never stopped (weights, optimizer state, EMA, rounding generator); fused_backward and
+master_weights refuse what they cannot do with one clear error line."""
 import importlib.util, tempfile
 import pytest
 import torch
@@ -9,7 +10,9 @@ def _optional(name, package):
 
 CASES = [dict(optimizer='adafactor'), dict(optimizer='adamw', fused_backward=True),
          dict(optimizer='adafactor', fused_backward=True, use_ema=True, ema_on_cpu=True),
-         dict(optimizer='adamw', use_ema=True, mode='lora', rank=2, use_dora=True)]     # plain AdamW: 05_checkpoint's own check
+         dict(optimizer='adamw', use_ema=True, mode='lora', rank=2, use_dora=True),     # plain AdamW: 05_checkpoint's own check
+         dict(optimizer='adamw', master_weights='bf16'),
+         dict(optimizer='adafactor', master_weights='bf16', fused_backward=True, use_ema=True)]
 
 def _run(run_dir, steps, stop_at=None, **kw):
     from dreambooth_nb.config import preset
@@ -43,6 +46,17 @@ def _check_resume(tmp_path, **kw):
     _same_state(full.opt.state_dict()['state'], resumed.opt.state_dict()['state'])
     if full.ema is not None:
         for k, v in full.ema.shadow.items(): assert torch.equal(v, resumed.ema.shadow[k]), k
+    if kw.get('master_weights') == 'bf16': _check_bf16(tmp_path / 'stopped', full, resumed)
+
+def _check_bf16(run_dir, full, resumed):
+    "bf16 master weights: the parameters and the saved weights are bf16, the moments fp32, the rounding generator saved."
+    from safetensors.torch import load_file
+    assert {p.dtype for p in _weights(resumed).values()} == {torch.bfloat16}
+    assert {v.dtype for v in load_file(run_dir / 'checkpoint-2' / 'unet.safetensors').values()} == {torch.bfloat16}
+    state = torch.load(run_dir / 'checkpoint-2' / 'training_state.pt', weights_only=True)['optimizer']
+    assert {v.dtype for s in state['state'].values() for k, v in s.items() if torch.is_tensor(v) and k != 'step'} == {torch.float32}
+    assert torch.equal(full.opt.state_dict()['stochastic_rounding']['generators']['cpu'],
+                       resumed.opt.state_dict()['stochastic_rounding']['generators']['cpu'])
 
 @pytest.mark.parametrize('kw', CASES, ids=lambda kw: '-'.join(f'{k}={v}' for k, v in kw.items()))
 def test_resume_is_bit_identical(tmp_path, kw): _check_resume(tmp_path, **kw)
@@ -61,3 +75,14 @@ def test_fused_backward_with_accumulation_is_one_clear_error(tmp_path):
     line = [l for l in res.stderr.splitlines() if l.startswith('error: ')]
     assert line and 'fused_backward' in line[0] and 'gradient_accumulation_steps=2' in line[0], res.stderr[-2000:]
     assert not (tmp_path / 'r').exists()                  # refused before the run folder or any class image is written
+
+def test_master_weights_refusal_is_one_clear_error(tmp_path):
+    from dreambooth_nb.data import sample_subject_dir
+    from tests.conftest import run_cli
+    res = run_cli('train', '--pretrained_model_name_or_path', 'tiny:sd15', '--instance_data_dir', sample_subject_dir(),
+                  '--output_dir', tmp_path / 'r', '--resolution', '64', '--max_train_steps', '2', '--master_weights', 'bf16',
+                  '--optimizer', 'prodigy')
+    assert res.returncode == 2 and 'Traceback' not in res.stderr, res.stderr[-2000:]
+    line = [l for l in res.stderr.splitlines() if l.startswith('error: ')]
+    assert line and 'master_weights=bf16' in line[0] and 'prodigy' in line[0], res.stderr[-2000:]
+    assert not (tmp_path / 'r').exists()
