@@ -15,11 +15,12 @@ from .config import ModelError
 from .backbones import tiny_clip_tokenizer
 
 # %% auto #0
-__all__ = ['DINO_DEFAULT', 'CLIP_DEFAULT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CLIP_MEAN', 'CLIP_STD', 'TINY_VIT', 'SCORES', 'PLOT',
-           'IMAGE_SUFFIXES', 'to_pixels', 'Encoder', 'load_image_encoder', 'load_clip', 'embed_images', 'embed_texts',
-           'mean_pairwise_similarity', 'dino', 'clip_i', 'clip_t', 'pres', 'div', 'generation_key', 'cached_generate',
-           'best_checkpoint', 'overfitting_warning', 'plot_scores', 'instance_images', 'pick_checkpoints',
-           'score_checkpoint', 'EvalResult', 'evaluate_run', 'EvalCallback']
+__all__ = ['DINO_DEFAULT', 'CLIP_DEFAULT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CLIP_MEAN', 'CLIP_STD', 'TINY_VIT', 'METRICS',
+           'SCORES', 'PLOT', 'IMAGE_SUFFIXES', 'to_pixels', 'Encoder', 'load_image_encoder', 'load_clip',
+           'embed_images', 'embed_texts', 'mean_pairwise_similarity', 'dino', 'clip_i', 'clip_t', 'pres', 'div',
+           'generation_key', 'cached_generate', 'checkpoint_means', 'best_checkpoint', 'overfitting_warning',
+           'plot_scores', 'instance_images', 'eval_subjects', 'pick_checkpoints', 'score_checkpoint', 'EvalResult',
+           'score_subject', 'evaluate_run', 'EvalCallback']
 
 # %% ../nbs/07b_eval.ipynb #4b775de8
 def to_pixels(images, size: int, mean, std) -> torch.Tensor:
@@ -163,11 +164,12 @@ def div(samples, encoder=DINO_DEFAULT) -> float:
     return float(np.mean(scores)) if scores else float('nan')
 
 # %% ../nbs/07b_eval.ipynb #9fc07747
-import hashlib, io, json, warnings
+import hashlib, io, json, tempfile, warnings
 from .atomic import atomic_write_bytes, atomic_write_text, write_png
 from .config import ConfigError
 from .rundir import RunLock, read_run_config, read_jsonl
 from .sampling import SamplingStopped, eval_prompts, generate, sample_settings
+from .data import concept_entries, config_concept, load_concepts, load_image
 
 # %% ../nbs/07b_eval.ipynb #14dbcd24
 def generation_key(prompt: str, seed: int, settings: dict) -> str:
@@ -198,17 +200,30 @@ def cached_generate(backbone, prompts, seeds, settings: dict, folder, progress=N
     return [out[p, s] for p in prompts for s in seeds]
 
 # %% ../nbs/07b_eval.ipynb #9f87ed39
+METRICS = ('dino', 'clip_i', 'clip_t', 'pres', 'div')
+
+def checkpoint_means(records: list[dict]) -> list[dict]:
+    "One record per checkpoint, in step order: each score's mean over the concepts scored there (one concept: its record)."
+    by = {}
+    for r in records: by.setdefault(r['checkpoint'], []).append(r)
+    out = []
+    for rs in by.values():
+        if len(rs) == 1: out.append(rs[0]); continue
+        means = {k: float(np.mean([r[k] for r in rs])) for k in METRICS if all(k in r for r in rs)}
+        out.append({**rs[0], **means, 'concept': 'mean', 'concepts': [r.get('concept') for r in rs], 'n_images': sum(r.get('n_images', 0) for r in rs)})
+    return sorted(out, key=lambda r: r['step'])
+
 def best_checkpoint(records: list[dict], tolerance: float = 0.02) -> dict | None:
-    "The record with the highest DINO among those within `tolerance` of the best CLIP-T and of the lowest PRES."
+    "The checkpoint (its mean over concepts) with the highest DINO among those within `tolerance` of the best CLIP-T and of the lowest PRES."
+    records = checkpoint_means(records)
     if not records: return None
     top_t, low_p = max(r['clip_t'] for r in records), min(r['pres'] for r in records)
     ok = [r for r in records if r['clip_t'] >= top_t - tolerance and r['pres'] <= low_p + tolerance]
     return max(ok, key=lambda r: r['dino'])
 
 def overfitting_warning(records: list[dict], tolerance: float = 0.02) -> str | None:
-    "A sentence when fidelity rises over the steps while prompt fidelity falls or the class drifts."
-    rs = sorted(records, key=lambda r: r['step'])
-    for a, b in itertools.combinations(rs, 2):
+    "A sentence when fidelity (mean over concepts) rises over the steps while prompt fidelity falls or the class drifts."
+    for a, b in itertools.combinations(checkpoint_means(records), 2):
         if b['dino'] > a['dino'] and (b['clip_t'] < a['clip_t'] - tolerance or b['pres'] > a['pres'] + tolerance):
             return (f"Overfitting: from {a['checkpoint']} to {b['checkpoint']} DINO rose ({a['dino']:.3f} -> {b['dino']:.3f}) while "
                     f"CLIP-T went {a['clip_t']:.3f} -> {b['clip_t']:.3f} and PRES {a['pres']:.3f} -> {b['pres']:.3f}. Prefer the earlier checkpoint or train fewer steps.")
@@ -217,13 +232,26 @@ def overfitting_warning(records: list[dict], tolerance: float = 0.02) -> str | N
 # %% ../nbs/07b_eval.ipynb #20e51c3f
 SCORES, PLOT = 'scores.jsonl', 'scores.png'
 
+def _plot_one(ax, rs, keys, label):
+    for k in keys: ax.plot([r['step'] for r in rs], [r[k] for r in rs], marker='o', label=label(k))
+
 def plot_scores(records: list[dict], best: dict | None = None):
-    "A matplotlib figure of each score over the training steps, the best checkpoint marked."
+    "A matplotlib figure of each score over the training steps (one panel per score, a line per concept, when several), the best marked."
     import matplotlib.pyplot as plt            # no matplotlib.use(): switching to Agg would end inline plots in the user's notebook
-    fig, ax = plt.subplots(figsize=(6, 3.5)); rs = sorted(records, key=lambda r: r['step'])
-    for k in ('dino', 'clip_i', 'clip_t', 'pres', 'div'): ax.plot([r['step'] for r in rs], [r[k] for r in rs], marker='o', label=k.upper().replace('_', '-'))
-    if best: ax.axvline(best['step'], color='grey', ls='--', label=f"best: {best['checkpoint']}")
-    ax.set_xlabel('step'); ax.set_ylabel('score'); ax.legend(fontsize=7); fig.tight_layout()
+    concepts = list(dict.fromkeys(r.get('concept') for r in records))
+    by = lambda c: sorted((r for r in records if r.get('concept') == c), key=lambda r: r['step'])
+    if len(concepts) <= 1:
+        fig, ax = plt.subplots(figsize=(6, 3.5)); axes = [ax]
+        _plot_one(ax, by(concepts[0] if concepts else None), METRICS, lambda k: k.upper().replace('_', '-'))
+    else:
+        fig, axes = plt.subplots(1, len(METRICS), figsize=(2.6 * len(METRICS), 3), sharex=True)
+        for ax, k in zip(axes, METRICS):
+            for c in concepts: _plot_one(ax, by(c), [k], lambda _, c=c: str(c))
+            ax.set_title(k.upper().replace('_', '-'), fontsize=9)
+    for ax in axes:
+        if best: ax.axvline(best['step'], color='grey', ls='--', label=f"best: {best['checkpoint']}")
+        ax.set_xlabel('step')
+    axes[0].set_ylabel('score'); axes[0].legend(fontsize=7); fig.tight_layout()
     return fig
 
 def _figure_png(fig) -> bytes:
@@ -238,6 +266,11 @@ def instance_images(cfg) -> list[Image.Image]:
     files = sorted(p for p in folder.glob('*') if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files: raise ConfigError(f"No subject photos in instance_data_dir {folder}: evaluation compares generations with them. Fix instance_data_dir in the run's config.yaml.")
     return [Image.open(p).convert('RGB') for p in files]
+
+def eval_subjects(cfg, prompts=None) -> list[tuple]:
+    "(concept, its real photos, its prompt templates) for each subject of the run: the `concepts_list` entries, else the config's one."
+    if not cfg.concepts_list: return [(config_concept(cfg), instance_images(cfg), list(prompts or eval_prompts(cfg.class_name)))]
+    return [(c, [load_image(e.file) for e in concept_entries(c)], list(prompts or eval_prompts(c.class_name))) for c in load_concepts(cfg)]
 
 def pick_checkpoints(run, checkpoints='all') -> list[Path]:
     "Checkpoint folders to score: 'all' (valid ones), 'latest', or names like ['checkpoint-200']."
@@ -256,7 +289,7 @@ def score_checkpoint(images, prompts, class_images, real, groups, dino_enc, clip
                 pres=pres(class_images, real, dino_enc), div=div(groups, dino_enc), n_images=len(images))
 
 def _merge_scores(path: Path, new: list[dict]) -> list[dict]:
-    "Earlier lines of other checkpoints kept, these checkpoints' lines replaced; ordered by step."
+    "Earlier lines of other checkpoints kept, these checkpoints' lines (every concept's) replaced; ordered by step."
     names = {r['checkpoint'] for r in new}
     old = [r for r in (read_jsonl(path) if path.exists() else []) if r.get('checkpoint') not in names]
     return sorted(old + new, key=lambda r: r['step'])
@@ -264,23 +297,39 @@ def _merge_scores(path: Path, new: list[dict]) -> list[dict]:
 # %% ../nbs/07b_eval.ipynb #8dd57c8f
 @dataclass
 class EvalResult:
-    "What `evaluate_run` found: one record per checkpoint (all scored so far), the pick, a warning, the figure; `stopped` when Stop ended it early."
+    """What `evaluate_run` found: one record per (checkpoint, concept) (all scored so far), the pick (a checkpoint's mean over
+    its concepts), a warning, the figure; `stopped` when Stop ended it early."""
     records: list; best: dict | None; warning: str | None; figure: object; folder: Path; stopped: bool = False
 
-def _evaluate_one(folder, cfg, templates, seeds, steps, dino_enc, clip_enc, real, device, progress=None, should_stop=None) -> dict:
+def _per_subject(templates, seeds) -> int: return (len(templates) + 1) * len(seeds)
+
+def score_subject(backbone, concept, real, templates, seeds, settings, cache, encoders, progress=None, should_stop=None) -> dict:
+    "Generate one concept's prompts and its class prompt (cached in `cache`), and score them against its photos."
+    prompts, n = [concept.fill(t) for t in templates], len(seeds)
+    images = cached_generate(backbone, prompts, seeds, settings, cache, progress, should_stop)
+    class_images = cached_generate(backbone, [concept.fill(concept.class_prompt or 'a photo of {class_name}')], seeds, settings, cache,
+                                   progress and (lambda k, what: progress(len(images) + k, f'class prompt: {what}')), should_stop)
+    if progress: progress(len(images) + n, 'scoring')
+    groups = [images[i:i + n] for i in range(0, len(images), n)]
+    return dict(concept=concept.identifier, **score_checkpoint(images, [p for p in prompts for _ in seeds], class_images, real, groups, *encoders),
+                images_per_prompt=n, prompts=len(prompts))
+
+# %% ../nbs/07b_eval.ipynb #481ade86
+def _evaluate_one(folder, cfg, subjects, seeds, steps, encoders, device, progress=None, should_stop=None) -> list[dict]:
+    "One record per concept for one checkpoint; images cached in RUN/eval/images/<checkpoint>/[<concept>/ when several]."
     from dreambooth_nb.checkpoint import checkpoint_step, load_trained, run_root
     report = progress or (lambda n, what: None)
     report(0, 'loading the model'); backbone, _ = load_trained(folder, device=device)
     settings = sample_settings(cfg, backbone, num_inference_steps=steps)
-    cache = run_root(folder) / 'eval' / 'images' / Path(folder).name
-    prompts, n = [cfg.fill(t) for t in templates], len(seeds)
-    images = cached_generate(backbone, prompts, seeds, settings, cache, progress, should_stop)
-    class_images = cached_generate(backbone, [cfg.fill(cfg.class_prompt or 'a photo of {class_name}')], seeds, settings, cache,
-                                   progress and (lambda k, what: progress(len(images) + k, f'class prompt: {what}')), should_stop)
-    report(len(images) + n, 'scoring'); groups = [images[i:i + n] for i in range(0, len(images), n)]
-    scores = score_checkpoint(images, [p for p in prompts for _ in seeds], class_images, real, groups, dino_enc, clip_enc)
-    return dict(checkpoint=Path(folder).name, step=checkpoint_step(folder), **scores, image_encoder=dino_enc.name, clip_model=clip_enc.name,
-                num_inference_steps=settings['num_inference_steps'], images_per_prompt=n, prompts=len(prompts))
+    cache, out, done = run_root(folder) / 'eval' / 'images' / Path(folder).name, [], 0
+    for concept, real, templates in subjects:
+        at = progress and (lambda n, what, base=done, c=concept: progress(base + n, f'{c.identifier}: {what}' if len(subjects) > 1 else what))
+        rec = score_subject(backbone, concept, real, templates, seeds, settings, cache / concept.identifier if len(subjects) > 1 else cache,
+                            encoders, at, should_stop)
+        out.append(dict(checkpoint=Path(folder).name, step=checkpoint_step(folder), **rec, image_encoder=encoders[0].name,
+                        clip_model=encoders[1].name, num_inference_steps=settings['num_inference_steps']))
+        done += _per_subject(templates, seeds)
+    return out
 
 # %% ../nbs/07b_eval.ipynb #0ca1bba5
 def _write_scores(out: Path, new: list[dict], tolerance: float) -> list[dict]:
@@ -296,19 +345,19 @@ def _write_scores(out: Path, new: list[dict], tolerance: float) -> list[dict]:
 def evaluate_run(run, checkpoints='all', prompts=None, images_per_prompt: int = 4, num_inference_steps: int | None = None,
                  image_encoder=DINO_DEFAULT, clip_model=CLIP_DEFAULT, tolerance: float = 0.02, device=None,
                  progress=None, should_stop=None) -> EvalResult:
-    "Score a run's checkpoints (DINO, CLIP-I, CLIP-T, PRES, DIV), write RUN/eval/scores.jsonl and scores.png, and name the best."
+    "Score a run's checkpoints for every concept (DINO, CLIP-I, CLIP-T, PRES, DIV), write RUN/eval/scores.jsonl and scores.png, and name the best."
     run = Path(run); cfg = read_run_config(run)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    folders, real = pick_checkpoints(run, checkpoints), instance_images(cfg)
-    dino_enc, clip_enc = _encoder(image_encoder, load_image_encoder), _encoder(clip_model, load_clip)
-    templates, seeds, out = prompts or eval_prompts(cfg.class_name), list(range(images_per_prompt)), run / 'eval'
-    per, stopped, new = (len(templates) + 1) * len(seeds), False, []
+    folders, subjects = pick_checkpoints(run, checkpoints), eval_subjects(cfg, prompts)
+    encoders = _encoder(image_encoder, load_image_encoder), _encoder(clip_model, load_clip)
+    seeds, out = list(range(images_per_prompt)), run / 'eval'
+    per, stopped, new = sum(_per_subject(t, seeds) for _, _, t in subjects), False, []
     with RunLock(run, 'eval'):
         for i, f in enumerate(folders):
             at = progress and (lambda n, what, i=i, f=f: progress(i * per + n, per * len(folders), f'{f.name}: {what}'))
             try:
                 if should_stop and should_stop(): raise SamplingStopped([])
-                new.append(_evaluate_one(f, cfg, templates, seeds, num_inference_steps, dino_enc, clip_enc, real, device, at, should_stop))
+                new += _evaluate_one(f, cfg, subjects, seeds, num_inference_steps, encoders, device, at, should_stop)
             except SamplingStopped: stopped = True; break
             _write_scores(out, new, tolerance)
             if at: at(per, 'scored')
@@ -322,7 +371,7 @@ from .training import Callback
 from .rundir import checkpoint_name
 
 class EvalCallback(Callback):
-    "Score the model in training every `every` steps on `prompts` (templates) x `seeds`; append to RUN/eval/scores.jsonl."
+    "Score the model in training every `every` steps on `prompts` (templates) x `seeds`, for every concept; append to RUN/eval/scores.jsonl."
     order = 45
     def __init__(self, run_dir, every: int = 100, prompts=None, seeds=(0, 1), num_inference_steps: int | None = None,
                  image_encoder=DINO_DEFAULT, clip_model=CLIP_DEFAULT):
@@ -332,28 +381,25 @@ class EvalCallback(Callback):
     def before_fit(self):
         t = self.trainer; self.last_step = t.step
         if t.is_main:
-            self.real, cls = instance_images(t.cfg), t.cfg.class_name
-            self.templates = self.templates or eval_prompts(cls)[:3]
-            self.dino, self.clip = _encoder(self.encoders[0], load_image_encoder), _encoder(self.encoders[1], load_clip)
+            self.subjects = [(c, real, self.templates or ts[:3]) for c, real, ts in eval_subjects(t.cfg)]
+            self.encoders = _encoder(self.encoders[0], load_image_encoder), _encoder(self.encoders[1], load_clip)
 
-    def score_now(self) -> dict:
-        "Generate the prompts and the class prompt with the model as it is now, and score them."
-        t, cfg = self.trainer, self.trainer.cfg
-        settings = sample_settings(cfg, t.backbone, num_inference_steps=self.steps)
-        prompts, n = [cfg.fill(p) for p in self.templates], len(self.seeds)
-        with t.all_on_device():
-            images = generate(t.backbone, prompts, self.seeds, **settings)
-            class_images = generate(t.backbone, [cfg.fill(cfg.class_prompt or 'a photo of {class_name}')], self.seeds, **settings)
-        scores = score_checkpoint(images, [p for p in prompts for _ in self.seeds], class_images, self.real,
-                                  [images[i:i + n] for i in range(0, len(images), n)], self.dino, self.clip)
-        return dict(checkpoint=checkpoint_name(t.step), step=t.step, **scores, image_encoder=self.dino.name, clip_model=self.clip.name,
-                    num_inference_steps=settings['num_inference_steps'], images_per_prompt=n, prompts=len(prompts), during='training')
+    def score_now(self) -> list[dict]:
+        "Generate every concept's prompts and class prompt with the model as it is now, and score them (nothing cached)."
+        t = self.trainer
+        settings, out = sample_settings(t.cfg, t.backbone, num_inference_steps=self.steps), []
+        with t.all_on_device(), tempfile.TemporaryDirectory() as scratch:
+            for c, real, templates in self.subjects:
+                rec = score_subject(t.backbone, c, real, templates, self.seeds, settings, Path(scratch) / c.identifier, self.encoders)
+                out.append(dict(checkpoint=checkpoint_name(t.step), step=t.step, **rec, image_encoder=self.encoders[0].name,
+                                clip_model=self.encoders[1].name, num_inference_steps=settings['num_inference_steps'], during='training'))
+        return out
 
     def record(self):
         t = self.trainer
         if not t.is_main or t.step == self.last_step: return
-        self.last_step = t.step; rec = self.score_now(); self.records.append(rec)
-        atomic_write_text(self.out / SCORES, ''.join(json.dumps(r) + '\n' for r in _merge_scores(self.out / SCORES, [rec])))
+        self.last_step = t.step; recs = self.score_now(); self.records += recs
+        atomic_write_text(self.out / SCORES, ''.join(json.dumps(r) + '\n' for r in _merge_scores(self.out / SCORES, recs)))
 
     def after_step(self):
         if self.trainer.step % self.every == 0: self.record()

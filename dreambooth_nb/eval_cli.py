@@ -41,10 +41,19 @@ def checkpoint_spec(text: str):
     if not names: raise ConfigError("--checkpoints names no checkpoint: pass all, latest, or checkpoint-N[,checkpoint-M].")
     return names
 
+def _rows(records) -> list[dict]:
+    "The records, and with several concepts each checkpoint's mean after its concepts' lines."
+    from dreambooth_nb.eval import checkpoint_means
+    if len({r.get('concept') for r in records}) < 2: return records
+    return sorted(records + [m for m in checkpoint_means(records) if m.get('concept') == 'mean'], key=lambda r: r['step'])
+
 def _summary(res) -> str:
-    lines = [f"{'checkpoint':<16} {'step':>6} {'DINO':>6} {'CLIP-I':>6} {'CLIP-T':>6} {'PRES':>6} {'DIV':>6}"]
-    lines += [f"{r['checkpoint']:<16} {r['step']:>6} {r['dino']:>6.3f} {r['clip_i']:>6.3f} {r['clip_t']:>6.3f} {r['pres']:>6.3f} {r['div']:>6.3f}" for r in res.records]
-    lines.append(f"best: {res.best['checkpoint']} (highest DINO among checkpoints within tolerance of the best CLIP-T and lowest PRES)")
+    rows = _rows(res.records); several = rows is not res.records
+    who = lambda r: f" {str(r.get('concept', '')):<12}" if several else ''
+    lines = [f"{'checkpoint':<16}{who(dict(concept='concept'))} {'step':>6} {'DINO':>6} {'CLIP-I':>6} {'CLIP-T':>6} {'PRES':>6} {'DIV':>6}"]
+    lines += [f"{r['checkpoint']:<16}{who(r)} {r['step']:>6} {r['dino']:>6.3f} {r['clip_i']:>6.3f} {r['clip_t']:>6.3f} {r['pres']:>6.3f} {r['div']:>6.3f}" for r in rows]
+    lines.append(f"best: {res.best['checkpoint']} (highest DINO among checkpoints within tolerance of the best CLIP-T and lowest PRES"
+                 + (", each the mean over the concepts)" if several else ")"))
     lines.append(f"scores: {res.folder / 'scores.jsonl'}, plot: {res.folder / 'scores.png'}")
     return '\n'.join(lines + ([f'warning: {res.warning}'] if res.warning else []))
 

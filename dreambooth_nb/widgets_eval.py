@@ -10,7 +10,7 @@ import ipywidgets as W
 from .widgets_base import PLOT_LOCK, Panel, button, figure_png, free_memory, set_image, status_html   # first: quiets transformers
 from .checkpoint import list_checkpoints
 from .config import CheckpointError, ConfigError, DreamBoothError, TrainConfig
-from .eval import CLIP_DEFAULT, DINO_DEFAULT, SCORES, best_checkpoint, evaluate_run, overfitting_warning, plot_scores
+from .eval import CLIP_DEFAULT, DINO_DEFAULT, SCORES, best_checkpoint, checkpoint_means, evaluate_run, overfitting_warning, plot_scores
 from .rundir import CONFIG_FILE, read_jsonl, read_run_config
 from .sampling import eval_prompts, sample_settings
 
@@ -39,12 +39,14 @@ def eval_field(kind, name: str, label: str, **kw) -> W.Widget:
 SCORE_COLUMNS = (('dino', 'DINO ↑'), ('clip_i', 'CLIP-I ↑'), ('clip_t', 'CLIP-T ↑'), ('pres', 'PRES ↓'), ('div', 'DIV ↑'))
 
 def scores_table_html(records: list[dict], best: dict | None = None) -> str:
-    "The records as an HTML table, one row per checkpoint in step order; the best row bold; lines scored during training marked."
-    head = ''.join(f'<th style="padding:0 8px">{h}</th>' for h in ('checkpoint', 'step', *(c for _, c in SCORE_COLUMNS), 'images'))
+    "The records as an HTML table, a row per checkpoint (per concept and their mean, when several) in step order; the best bold; lines scored during training marked."
+    several = len({r.get('concept') for r in records}) > 1
+    if several: records = records + [m for m in checkpoint_means(records) if m.get('concept') == 'mean']
+    head = ''.join(f'<th style="padding:0 8px">{h}</th>' for h in ('checkpoint', *(['concept'] if several else []), 'step', *(c for _, c in SCORE_COLUMNS), 'images'))
     rows = []
     for r in sorted(records, key=lambda r: r['step']):
         name = html.escape(r['checkpoint']) + (' <i>(during training)</i>' if r.get('during') else '')
-        cells = [name, r['step'], *(f"{r[k]:.3f}" for k, _ in SCORE_COLUMNS), r.get('n_images', '')]
+        cells = [name, *([html.escape(str(r.get('concept', '')))] if several else []), r['step'], *(f"{r[k]:.3f}" for k, _ in SCORE_COLUMNS), r.get('n_images', '')]
         bold = ' style="font-weight:bold"' if best and r['checkpoint'] == best['checkpoint'] else ''
         rows.append(f'<tr{bold}>' + ''.join(f'<td style="padding:0 8px">{c}</td>' for c in cells) + '</tr>')
     return f'<table class="dbnb-scores"><tr>{head}</tr>{"".join(rows)}</table>'
@@ -107,7 +109,7 @@ class EvalPanel(EvalPanel):
         self.show_scores(self.saved_scores())
         if self.busy: return
         if not self.picked.options: self.say(f"No checkpoints in {self.run_dir} yet: train first.")
-        elif self.records: self.say(f"Scores of {len(self.records)} checkpoint(s) from {self.run_dir / 'eval' / SCORES}. Evaluate to add or redo some.")
+        elif self.records: self.say(f"Scores of {len({r['checkpoint'] for r in self.records})} checkpoint(s) from {self.run_dir / 'eval' / SCORES}. Evaluate to add or redo some.")
         else: self.say(f"{len(self.picked.options)} checkpoint(s) in {self.run_dir}, none scored yet: press Evaluate.")
 
     def saved_scores(self) -> list[dict]:
@@ -131,7 +133,7 @@ class EvalPanel(EvalPanel):
         self.best.value = best_text(best) if best else ''
         self.warning.value = status_html(warning, 'warn') if warning else ''
         on_disk = {c.name for c in list_checkpoints(self.run_dir)}
-        usable = [r['checkpoint'] for r in sorted(records, key=lambda r: r['step']) if r['checkpoint'] in on_disk]
+        usable = list(dict.fromkeys(r['checkpoint'] for r in sorted(records, key=lambda r: r['step']) if r['checkpoint'] in on_disk))
         self.chosen.options = usable
         if usable: self.chosen.value = best['checkpoint'] if best['checkpoint'] in usable else usable[-1]
         self.use_button.disabled = not usable

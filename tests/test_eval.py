@@ -120,3 +120,47 @@ def test_cli_ctrl_c_is_one_line_and_keeps_the_scored_checkpoint(run2, tmp_path):
     errors = [l for l in err.splitlines() if l.startswith('error:')]
     assert proc.returncode == 130 and len(errors) == 1 and 'interrupted' in errors[0], err[-2000:]
     assert 'Traceback' not in err and [json.loads(l)['checkpoint'] for l in scores.read_text().splitlines()] == ['checkpoint-2']
+
+@pytest.fixture(scope='module')
+def two_concepts(tmp_path_factory):
+    "A project folder: concepts.yaml (relative folders), dog/ (2 photos), cat/ (1 photo), and run/ trained 2 steps on both concepts."
+    import yaml
+    from dreambooth_nb.config import TrainConfig
+    from dreambooth_nb.data import find_images, load_image, sample_subject_dir
+    from dreambooth_nb.run import train
+    root, photos = tmp_path_factory.mktemp('project'), find_images(sample_subject_dir())
+    for name, files in (('dog', photos[:2]), ('cat', photos[2:3])):
+        (root / name).mkdir()
+        for i, p in enumerate(files): load_image(p).resize((64, 64)).save(root / name / f'{i}.jpg')
+    (root / 'concepts.yaml').write_text(yaml.safe_dump([
+        dict(instance_prompt='a photo of olis dog', class_prompt='a photo of dog', instance_data_dir='dog'),
+        dict(instance_prompt='a photo of qwx cat', class_prompt='a photo of cat', instance_data_dir='cat')]))
+    train(TrainConfig(pretrained_model_name_or_path='tiny:sd15', concepts_list=str(root / 'concepts.yaml'), output_dir=str(root / 'run'),
+                      resolution=64, max_train_steps=2, checkpointing_steps=1, with_prior_preservation=False, mode='lora', rank=2,
+                      validation_steps=100, num_validation_images=1, num_inference_steps=1))
+    return root
+
+def test_every_concept_is_scored_against_its_own_photos(two_concepts, monkeypatch):
+    import dreambooth_nb.eval as ev
+    run, seen = two_concepts / 'run', []
+    real_score = ev.score_checkpoint
+    monkeypatch.setattr(ev, 'score_checkpoint', lambda images, prompts, cls, real, *a: seen.append((prompts[0], len(real))) or real_score(images, prompts, cls, real, *a))
+    t0 = time.time(); res = _evaluate(run, prompts=PROMPTS[:1], images_per_prompt=1, num_inference_steps=1); took = time.time() - t0
+    print(f'eval of 2 checkpoints x 2 concepts (1 prompt + class, 1 image each): {took:.1f} s')
+    assert [(r['checkpoint'], r['concept']) for r in res.records] == [(f'checkpoint-{s}', c) for s in (1, 2) for c in ('olis', 'qwx')]
+    assert seen[:2] == [('a olis dog on the beach', 2), ('a qwx cat on the beach', 1)]          # each concept: its prompts, its photos
+    assert res.best['concept'] == 'mean' and res.best['concepts'] == ['olis', 'qwx']
+    assert res.best['dino'] == pytest.approx(sum(r['dino'] for r in res.records if r['checkpoint'] == res.best['checkpoint']) / 2)
+    for c in ('olis', 'qwx'): assert len(list((run / 'eval' / 'images' / 'checkpoint-2' / c).glob('*.png'))) == 2   # prompt + class prompt
+    assert (run / 'eval' / 'scores.png').read_bytes()[:4] == b'\x89PNG'
+    res = run_cli('eval', '--run', run, '--checkpoints', 'latest', '--prompts', PROMPTS[0], '--images_per_prompt', '1',
+                  '--num_inference_steps', '1', '--image_encoder', 'tiny', '--clip_model', 'tiny', cwd=two_concepts.parent)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [l.split() for l in res.stdout.splitlines() if l.startswith('checkpoint-2')]
+    assert [r[1] for r in rows] == ['olis', 'qwx', 'mean'] and 'mean over the concepts' in res.stdout
+    assert '2/2' not in res.stderr and '4/4' in res.stderr                              # (1 prompt + class) x 1 seed x 2 concepts, all cached
+
+def test_old_scores_without_a_concept_still_read(tmp_path):
+    from dreambooth_nb.eval import best_checkpoint, plot_scores
+    old = [dict(checkpoint=f'checkpoint-{n}', step=n, dino=d, clip_i=.5, clip_t=.3, pres=.4, div=.1) for n, d in ((2, .5), (4, .6))]
+    assert best_checkpoint(old)['checkpoint'] == 'checkpoint-4' and len(plot_scores(old).axes) == 1
