@@ -10,19 +10,31 @@ from pathlib import Path
 from .config import ConfigError, TrainConfig
 
 # %% auto #0
-__all__ = ['FAMILIES', 'MEASURED', 'OPTIMIZER_BYTES', 'GIB', 'ACT_GIB', 'GPUS', 'CUDA_CONTEXT_GIB', 'SECONDS_PER_UNIT', 'LADDER',
-           'ASSUMPTIONS', 'CALIBRATED', 'family_from_folder', 'family_of', 'units', 'trainable_params', 'static_gib',
-           'calibrate', 'peak_gib', 'step_seconds', 'Plan', 'fits_in', 'plan', 'ladder', 'detect_gpu', 'is_calibrated',
-           'check_fits', 'preflight']
+__all__ = ['ACTIVATION_FAMILY', 'COUNTS', 'FAMILIES', 'MEASURED', 'OPTIMIZER_BYTES', 'GIB', 'ACT_GIB', 'GPUS', 'CUDA_CONTEXT_GIB',
+           'SPEED', 'MEASURED_GENERATION', 'DISK_GB_PER_S', 'LADDER', 'ASSUMPTIONS', 'BF16_MISSING', 'CALIBRATED',
+           'arch_counts', 'family_from_folder', 'family_of', 'units', 'trainable_params', 'static_gib', 'calibrate',
+           'peak_gib', 'interpolate', 'step_work', 'optimizer_seconds', 'fit_speed', 'step_seconds',
+           'generation_seconds', 'Plan', 'fits_in', 'plan', 'ladder', 'detect_gpu', 'is_calibrated', 'check_fits',
+           'preflight']
 
 # %% ../nbs/07a_plan.ipynb #2f0f8f25
-FAMILIES = {   # millions of parameters; lora_*: LoRA parameters per unit of rank (millions); act: activation family
-    'sd15': dict(denoiser=859.5, text=123.1, text2=0, vae=83.7, lora_denoiser=0.199, lora_text=0.074, act='sd', latent=8),
-    'sd21': dict(denoiser=865.9, text=340.4, text2=0, vae=83.7, lora_denoiser=0.199, lora_text=0.16, act='sd', latent=8),
-    'sdxl': dict(denoiser=2567.5, text=123.1, text2=694.7, vae=83.7, lora_denoiser=2.9, lora_text=0.41, act='sdxl', latent=8),
-    'flux2-klein-4b': dict(denoiser=3850, text=4020, text2=0, vae=84, lora_denoiser=1.4, lora_text=0, act='flux', latent=16),
-    'flux2-klein-9b': dict(denoiser=9000, text=8190, text2=0, vae=84, lora_denoiser=2.2, lora_text=0, act='flux9', latent=16),
-}
+ACTIVATION_FAMILY = {'sd15': 'sd', 'sd21': 'sd', 'sdxl': 'sdxl', 'flux2-klein-4b': 'flux', 'flux2-klein-9b': 'flux9'}  # whose activation constant
+
+def arch_counts() -> dict:
+    "dreambooth_nb/arch/counts.json: what tools/arch_counts.py counted on the meta device, per family and module."
+    from importlib.resources import files
+    return json.loads((files('dreambooth_nb') / 'arch' / 'counts.json').read_text())
+
+def _family_row(counts: dict, act: str) -> dict:
+    "Millions of parameters per module and LoRA parameters per unit of rank (lora_*), with the activation family."
+    m, den = counts['modules'], counts['modules'][counts['denoiser']]
+    texts = sorted(n for n in m if n.startswith('text_encoder'))
+    return dict(denoiser=den['params'] / 1e6, text=m[texts[0]]['params'] / 1e6, text2=sum(m[n]['params'] for n in texts[1:]) / 1e6,
+                vae=m['vae']['params'] / 1e6, lora_denoiser=den['lora_per_rank'] / 1e6,
+                lora_text=sum(m[n]['lora_per_rank'] for n in texts) / 1e6, act=act)
+
+COUNTS = arch_counts()
+FAMILIES = {f: _family_row(COUNTS[f], act) for f, act in ACTIVATION_FAMILY.items()}
 
 # %% ../nbs/07a_plan.ipynb #a5802e09
 def _json(path) -> dict:
@@ -73,7 +85,7 @@ def trainable_params(family, mode, train_text_encoder, rank) -> float:
     return 1e6 * (f['denoiser'] + ((f['text'] + f['text2']) if train_text_encoder else 0))
 
 # %% ../nbs/07a_plan.ipynb #f486eef4
-def static_gib(family, mode, train_text_encoder, rank, precision, optimizer='adamw', fused=False, offload=False) -> float:
+def static_gib(family, mode, train_text_encoder, rank, precision, optimizer='adamw', fused=False, offload=False, master='fp32') -> float:
     "Weights, gradients and optimizer state on the GPU (GiB)."
     f, wbytes = FAMILIES[family], (2 if precision in ('fp16', 'bf16') else 4)
     flux = f['act'].startswith('flux')
@@ -83,6 +95,7 @@ def static_gib(family, mode, train_text_encoder, rank, precision, optimizer='ada
         on_gpu['denoiser'] = 0
         if train_text_encoder: on_gpu['text'] = 0
     per_param = 4 + (0 if fused else 4) + OPTIMIZER_BYTES[optimizer] + (2 if wbytes == 2 else 0)
+    if master == 'bf16': per_param = 2 + (0 if fused else 2) + OPTIMIZER_BYTES[optimizer]   # bf16 weights and grads, no autocast copy
     return (1e6 * sum(on_gpu.values()) * wbytes + n * per_param) / GIB
 
 # %% ../nbs/07a_plan.ipynb #06a714b7
@@ -102,38 +115,107 @@ def calibrate(points=MEASURED) -> dict:
 ACT_GIB = calibrate()
 
 # %% ../nbs/07a_plan.ipynb #7e18c18d
-def peak_gib(family, mode, train_text_encoder, rank, precision, gc, res, samples, optimizer='adamw', fused=False, offload=False) -> float:
+def peak_gib(family, mode, train_text_encoder, rank, precision, gc, res, samples, optimizer='adamw', fused=False, offload=False, master='fp32') -> float:
     "Predicted peak GPU memory (GiB, as max_memory_allocated) of a training step."
     act = ACT_GIB[(FAMILIES[family]['act'], bool(gc))]
-    return static_gib(family, mode, train_text_encoder, rank, precision, optimizer, fused, offload) + act * units(family, res, samples)
+    return static_gib(family, mode, train_text_encoder, rank, precision, optimizer, fused, offload, master) + act * units(family, res, samples)
 
 # %% ../nbs/07a_plan.ipynb #f22dd19a
-GPUS = {'T4': (15.0, 65, False), 'P100': (15.9, 18.7, False), 'L4': (22.0, 121, True), 'A10G': (22.0, 70, True),
-        'RTX3090': (23.7, 71, True), 'RTX4090': (23.6, 165, True), 'A100-40': (39.4, 312, True), 'A100-80': (79.2, 312, True),
-        'H100': (79.2, 989, True), 'H200': (139.8, 989, True), 'cpu': (None, 1.0, True)}   # GiB, TFLOPS, bf16
+GPUS = {'T4': (15.0, 65, False, 320), 'P100': (15.9, 18.7, False, 732), 'L4': (22.0, 121, True, 300), 'A10G': (22.0, 70, True, 600),
+        'RTX3090': (23.7, 71, True, 936), 'RTX4090': (23.6, 165, True, 1008), 'A100-40': (39.4, 312, True, 1555),
+        'A100-80': (79.2, 312, True, 2039), 'H100': (79.2, 989, True, 3350), 'H200': (139.8, 989, True, 4800),
+        'cpu': (None, 1.0, True, 20)}   # usable GiB, dense fp16/bf16 TFLOPS, has bf16 (compute capability >= 8), memory GB/s
 CUDA_CONTEXT_GIB = 0.5
 
-def _speed_constants(points=MEASURED) -> dict:
-    k = {}
-    for p in points:
-        u = units(p['family'], p['res'], p['samples']) * (4 / 3 if p['gc'] else 1)
-        k.setdefault(FAMILIES[p['family']]['act'], []).append(1 / p['its'] / u)
-    k = {a: sum(v) / len(v) for a, v in k.items()}
-    k['sdxl'], k['flux9'] = 3 * k['sd'], 2.3 * k['flux']
-    return k
+def interpolate(points: dict, px: int) -> float:
+    "GFLOPs at `px` from counts at a few resolutions: the polynomial in x = (px/512)² through them (never below 0)."
+    xs, ys, x = [(int(k) / 512) ** 2 for k in points], list(points.values()), (px / 512) ** 2
+    total = 0.0
+    for i, (xi, yi) in enumerate(zip(xs, ys)):
+        for j, xj in enumerate(xs):
+            if j != i: yi *= (x - xj) / (xi - xj)
+        total += yi
+    return max(total, 0.0)
 
-SECONDS_PER_UNIT = _speed_constants()
+# %% ../nbs/07a_plan.ipynb #adc8370a
+def step_work(family, mode, train_text_encoder, gc, res, samples) -> tuple[float, int]:
+    "(GFLOPs, operator calls) of one training step: the denoiser, and the text encoder(s) when they train."
+    c, lora = COUNTS[family], mode == 'lora'
+    names = [c['denoiser']] + ([n for n in c['modules'] if n.startswith('text_encoder')] if train_text_encoder else [])
+    passes = (2 if lora else 3) + (1 if gc else 0)
+    def gflops(n):
+        g = c['modules'][n]['forward_gflops']
+        return interpolate(g, res) if isinstance(g, dict) else g
+    flops = samples * passes * sum(gflops(n) for n in names)
+    return flops, passes * sum(c['modules'][n]['forward_ops_lora' if lora else 'forward_ops'] for n in names)
 
-def step_seconds(family, res, samples, gc, gpu='H200') -> float:
-    u = units(family, res, samples) * (4 / 3 if gc else 1)
-    return SECONDS_PER_UNIT[FAMILIES[family]['act']] * u * (989 / GPUS[gpu][1]) ** 0.5
+def optimizer_seconds(n_trainable: float, optimizer: str, gpu: str) -> float:
+    "The optimizer step reads and writes parameters, gradients and state: memory-bound at the card's bandwidth."
+    return n_trainable * (12 + 2 * OPTIMIZER_BYTES[optimizer]) / (GPUS[gpu][3] * 1e9)
+
+# %% ../nbs/07a_plan.ipynb #d2c58714
+def _step_terms(k: dict, gpu: str) -> tuple[float, float, float]:
+    "(compute seconds at 100% of peak, operator calls, optimizer seconds) of knobs `k` on `gpu`."
+    flops, ops = step_work(k['family'], k['mode'], k['train_text_encoder'], k['gc'], k['res'], k['samples'])
+    n = trainable_params(k['family'], k['mode'], k['train_text_encoder'], k['rank'])
+    return flops / (GPUS[gpu][1] * 1e3), ops, optimizer_seconds(n, k.get('optimizer', 'adamw'), gpu)
+
+def fit_speed(points=MEASURED) -> dict:
+    "U (sustained fraction of peak) and s_op (seconds per operator) minimising the worst relative error on the measured it/s."
+    terms = [(_step_terms(p, 'H200'), 1 / p['its']) for p in points]
+    def worst(u, s): return max(abs(t / (max(c / u, o * s) + opt) - 1) for (c, o, opt), t in terms)   # error of it/s
+    u, s = min(((u / 100, s * 1e-6) for u in range(5, 81) for s in range(1, 61)), key=lambda us: worst(*us))
+    return dict(sustained_fraction=u, seconds_per_op=s, worst_error=worst(u, s))
+
+SPEED = fit_speed()
+
+def step_seconds(k: dict, gpu: str = 'H200') -> float:
+    "Seconds of one training step: the slower of compute and dispatch, then the optimizer step."
+    compute, ops, opt = _step_terms(k, gpu)
+    return max(compute / SPEED['sustained_fraction'], ops * SPEED['seconds_per_op']) + opt
+
+# %% ../nbs/07a_plan.ipynb #699d65b0
+MEASURED_GENERATION = [  # H200, fp16, 8 images (bench/priors_speed.py, bench/sample_speed.py of earlier sessions)
+    dict(name='SD 1.5 class priors 512 px', family='sd15', res=512, steps=25, batch=4, guidance=7.5, images_per_s=2.37),
+    dict(name='SD 1.5 samples 512 px', family='sd15', res=512, steps=25, batch=4, guidance=7.5, images_per_s=2.31)]
+DISK_GB_PER_S = 0.5
+
+def generation_seconds(family, res, images, steps, batch, guidance, gpu='H200') -> float:
+    "Seconds to generate `images`: per denoising step of a batch the slower of compute and dispatch, then a VAE decode each."
+    if images <= 0: return 0.0
+    c, rate = COUNTS[family], GPUS[gpu][1] * 1e3 * SPEED['sustained_fraction']      # GFLOP/s
+    den, samples = c['modules'][c['denoiser']], min(batch, images) * (2 if guidance > 1 else 1)
+    per_step = max(samples * interpolate(den['forward_gflops'], res) / rate, den['forward_ops'] * SPEED['seconds_per_op'])
+    return -(-images // batch) * steps * per_step + images * interpolate(c['modules']['vae']['decode_gflops'], res) / rate
+
+# %% ../nbs/07a_plan.ipynb #9f910cf2
+def _sample_grids(cfg, steps: int) -> int:
+    "Grids the SampleCallback renders: every validation_steps, and at the end."
+    every = cfg.validation_steps or steps
+    return steps // every + (1 if steps % every else 0)
+
+def _seconds(cfg, k, gpu) -> dict:
+    "Seconds per phase: loading, class priors, training, sample grids, checkpoints, export (and the total)."
+    steps, f = cfg.max_train_steps or 400, FAMILIES[k['family']]
+    n = trainable_params(k['family'], k['mode'], k['train_text_encoder'], k['rank'])
+    ckpt_gb = n * (4 + (0 if cfg.checkpoint_weights_only else OPTIMIZER_BYTES[k['optimizer']])) / 1e9
+    gen = lambda images, n_steps, batch, guidance: generation_seconds(k['family'], cfg.resolution, images, n_steps, batch, guidance, gpu)
+    s = dict(loading=sum(f[m] for m in ('denoiser', 'text', 'text2', 'vae')) * 2e-3 / DISK_GB_PER_S,
+             class_priors=gen(cfg.num_class_images if cfg.with_prior_preservation else 0, cfg.prior_num_inference_steps,
+                              cfg.sample_batch_size, cfg.prior_guidance_scale),
+             training=steps * cfg.gradient_accumulation_steps * step_seconds(k, gpu),
+             sample_grids=_sample_grids(cfg, steps) * gen((2 if cfg.class_prompt else 1) * cfg.num_validation_images,
+                                                          cfg.num_inference_steps, cfg.num_validation_images, cfg.guidance_scale),
+             checkpoints=steps // max(cfg.checkpointing_steps or steps, 1) * ckpt_gb / DISK_GB_PER_S, export=n * 4e-9 / DISK_GB_PER_S)
+    s['total'] = sum(s.values()); return {k2: round(v, 1) for k2, v in s.items()}
 
 # %% ../nbs/07a_plan.ipynb #dd9bc575
 def _knobs(cfg: TrainConfig, family: str) -> dict:
     samples = cfg.train_batch_size * (2 if cfg.with_prior_preservation else 1)
     opt = 'adamw8bit' if cfg.use_8bit_adam else cfg.optimizer
     return dict(family=family, mode=cfg.mode, train_text_encoder=cfg.train_text_encoder, rank=cfg.rank, precision=cfg.mixed_precision,
-                gc=cfg.gradient_checkpointing, res=cfg.resolution, samples=samples, optimizer=opt, fused=cfg.fused_backward)
+                gc=cfg.gradient_checkpointing, res=cfg.resolution, samples=samples, optimizer=opt, fused=cfg.fused_backward,
+                master=getattr(cfg, 'master_weights', 'fp32'))
 
 LADDER = [('gradient_checkpointing', dict(gradient_checkpointing=True)), ('8-bit AdamW', dict(use_8bit_adam=False, optimizer='adamw8bit')),
           ('freeze the text encoder', dict(train_text_encoder=False)), ('LoRA rank 16', dict(mode='lora', rank=16)),
@@ -162,16 +244,6 @@ def _fits(peak, gpu): return None if GPUS[gpu][0] is None else fits_in(peak, GPU
 def _check_gpu(gpu):
     if gpu not in GPUS: raise ConfigError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)}")
 
-def _seconds(cfg, k, gpu):
-    steps = (cfg.max_train_steps or 400) * cfg.gradient_accumulation_steps
-    step = step_seconds(k['family'], k['res'], k['samples'], k['gc'], gpu)
-    f = FAMILIES[k['family']]
-    load = sum(f[m] for m in ('denoiser', 'text', 'text2', 'vae')) * 2e6 / 0.5e9
-    priors = (cfg.num_class_images if cfg.with_prior_preservation else 0) * cfg.prior_num_inference_steps * step / k['samples'] * 2 / 3
-    ckpts = steps // max(cfg.checkpointing_steps or steps, 1)
-    s = dict(loading=load, class_priors=priors, training=steps * step, sample_grids=0.0, checkpoints=ckpts * 5.0, export=load / 2)
-    s['total'] = sum(s.values()); return {k2: round(v, 1) for k2, v in s.items()}
-
 # %% ../nbs/07a_plan.ipynb #13529d3b
 def _host_and_disk(cfg, k):
     f = FAMILIES[k['family']]
@@ -191,13 +263,20 @@ def plan(cfg: TrainConfig, gpu: str | None = None, _ladder: bool = True) -> Plan
     peak = round(peak_gib(**k), 2); host, disk = _host_and_disk(cfg, k)
     p = Plan(gpu, peak, host, disk, _fits(peak, gpu), _seconds(cfg, k, gpu), assumptions=ASSUMPTIONS[:])
     if cfg.pretrained_model_name_or_path.startswith('tiny:'): p.assumptions.insert(0, f'tiny model: planned as the full-size {family} (an upper bound)')
+    if k['precision'] == 'bf16' and not GPUS[gpu][2]: p.assumptions.insert(0, BF16_MISSING.format(gpu=gpu))
     if _ladder and p.fits is False: p.changes = ladder(cfg, gpu)
     return p
 
 # %% ../nbs/07a_plan.ipynb #655ee9d7
 ASSUMPTIONS = ['peaks are max_memory_allocated + 0.5 GiB CUDA context, 5% fragmentation margin',
+               'parameters, LoRA parameters, FLOPs and operator counts: built on the meta device from the shipped configs (arch/counts.json)',
                'activation constants fitted on 6 H200 points (SD 1.5 GC; klein-4B GC and no GC); SD no-GC, SDXL, klein-9B scaled, not measured',
-               'speed scales with sqrt(peak TFLOPS ratio) to the H200 (uncalibrated)', 'parameter counts: published figures, not built on meta']
+               f"time: a step is max(FLOPs / (peak TFLOPS x {SPEED['sustained_fraction']:.2f}), operators x {SPEED['seconds_per_op'] * 1e6:.0f} us) "
+               '+ optimizer bytes / memory bandwidth, fitted on 6 H200 step rates; other cards assumed to reach the same fraction of their datasheet peak',
+               f'disk reads and writes at {DISK_GB_PER_S} GB/s',
+               'host RAM: weights, ~2 GiB for Python/torch, every class and instance image as fp32 (3 x px^2 x 4 B; 100 at 1024 px = 1.17 GiB) while latents are cached']
+BF16_MISSING = ("{gpu} has no bf16 (compute capability below 8.0): set mixed_precision fp16 (--mixed_precision fp16); "
+                "bf16 there is emulated, many times slower, or fails")
 
 def ladder(cfg: TrainConfig, gpu: str, total_gib: float | None = None) -> list:
     "Cumulative changes, cheapest first, each re-planned, until the run fits `gpu` (or a card of `total_gib`)."
@@ -236,7 +315,7 @@ def check_fits(cfg: TrainConfig, total_gib: float, where: str = 'this GPU'):
     msg = f"the run needs about {p.peak_gpu_memory_gib:.1f} GiB of GPU memory (predicted) and {where} has {total_gib:.1f} GiB"
     if getattr(cfg, 'allow_oom_risk', False): warnings.warn(msg + '; allow_oom_risk=True: trying anyway'); return p.peak_gpu_memory_gib
     k = _knobs(cfg, family_of(cfg.pretrained_model_name_or_path))
-    static = static_gib(**{n: k[n] for n in ('family', 'mode', 'train_text_encoder', 'rank', 'precision', 'optimizer', 'fused')})
+    static = static_gib(**{n: k[n] for n in ('family', 'mode', 'train_text_encoder', 'rank', 'precision', 'optimizer', 'fused', 'master')})
     certain = is_calibrated(cfg) or not fits_in(static, total_gib)     # weights + grads + optimizer state: arithmetic, no guess
     if not certain:                                 # only a scaled activation guess says no: warn, and go on
         warnings.warn(msg + " — an estimate not yet calibrated on a measured run of this kind, so training starts anyway; "
@@ -247,12 +326,14 @@ def check_fits(cfg: TrainConfig, total_gib: float, where: str = 'this GPU'):
 
 # %% ../nbs/07a_plan.ipynb #8ac38eb6
 def preflight(cfg: TrainConfig, device) -> None:
-    "Before loading and priors: refuse a run that cannot fit this CUDA device; on CPU only warn about host RAM."
+    "Before loading and priors: refuse a run that cannot fit this CUDA device (and warn when it has no bf16); on CPU only warn about host RAM."
     import warnings
     if str(cfg.pretrained_model_name_or_path).startswith('tiny:'): return     # random test models of a few MB: nothing to predict
     if getattr(device, 'type', str(device)) == 'cuda':
         import torch
         idx = device.index if getattr(device, 'index', None) is not None else torch.cuda.current_device()
+        if cfg.mixed_precision == 'bf16' and torch.cuda.get_device_capability(idx)[0] < 8:
+            warnings.warn(BF16_MISSING.format(gpu=torch.cuda.get_device_name(idx)))
         check_fits(cfg, torch.cuda.get_device_properties(idx).total_memory / GIB, torch.cuda.get_device_name(idx)); return
     try: ram = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB
     except (ValueError, OSError, AttributeError): return
