@@ -55,3 +55,36 @@ def test_preflight_refuses_a_run_too_big_for_the_cuda_device(monkeypatch):
     preflight(preset('demo'), torch.device('cuda', 0))               # tiny models (the demo on a Colab T4) are never refused
     with pytest.warns(UserWarning, match='not yet calibrated'):      # SDXL's constants are scaled, not measured: a warning
         preflight(preset('sdxl-lora-t4', rank=32), torch.device('cuda', 0))
+
+@pytest.mark.parametrize('p', MEASURED, ids=[p['name'] for p in MEASURED])
+def test_step_rate_within_25_percent_of_measured(p):
+    from dreambooth_nb.plan import step_seconds
+    assert abs(1 / step_seconds(p) / p['its'] - 1) < 0.25, (1 / step_seconds(p), p['its'])
+
+def test_generation_rate_within_25_percent_of_measured():
+    "Image generation is not fitted: the two measured H200 image rates check it."
+    from dreambooth_nb.plan import MEASURED_GENERATION, generation_seconds
+    for p in MEASURED_GENERATION:
+        rate = 8 / generation_seconds(p['family'], p['res'], 8, p['steps'], p['batch'], p['guidance'])
+        assert abs(rate / p['images_per_s'] - 1) < 0.25, (p['name'], rate)
+
+def test_every_phase_costs_time():
+    s = plan(preset('sd15-t4'), 'T4').seconds
+    assert all(s[k] > 0 for k in ('loading', 'class_priors', 'training', 'sample_grids', 'checkpoints', 'export'))
+    assert s['total'] == pytest.approx(sum(v for k, v in s.items() if k != 'total'), abs=0.5)
+    assert plan(preset('sd15-t4', with_prior_preservation=False), 'T4').seconds['class_priors'] == 0
+
+def test_bf16_on_a_card_without_it_names_fp16(monkeypatch):
+    import torch, warnings
+    from types import SimpleNamespace
+    from dreambooth_nb.plan import preflight
+    cfg = preset('flux2-klein-4b-lora')                               # bf16, fits 16 GB
+    assert 'fp16' in plan(cfg, 'T4').assumptions[0] and not any('no bf16' in a for a in plan(cfg, 'A100-40').assumptions)
+    monkeypatch.setattr(torch.cuda, 'get_device_properties', lambda i: SimpleNamespace(total_memory=16e9))
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda i: 'Tesla T4')
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda i: (7, 5))
+    with pytest.warns(UserWarning, match='Tesla T4 has no bf16.*--mixed_precision fp16'):
+        preflight(cfg, torch.device('cuda', 0))
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda i: (8, 9))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error'); preflight(cfg, torch.device('cuda', 0))
