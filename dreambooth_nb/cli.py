@@ -12,15 +12,15 @@ from .config import (DreamBoothError, ConfigError, TrainConfig, PRESETS, LORA_FI
                                   settings_from_yaml, MAX_SEEDS, parse_seeds)
 from .rundir import CONFIG_FILE, METRICS_FILE, RunLock, read_run_config, run_settings
 from .eval_cli import add_eval_parser, cmd_eval
+from .plan_cli import add_plan_parser, cmd_plan
 
 # %% auto #0
 __all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'COMPAT_FLAGS', 'LORA_COMPAT_FLAGS', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'TRAIN_EPILOG',
            'ERRNO_MEANING', 'OOM_ADVICE', 'COMMANDS', 'add_config_flags', 'add_compat_flags', 'pop_compat_notices',
            'add_sample_parser', 'add_demo_parser', 'add_tiny_parser', 'add_train_parser', 'add_priors_parser',
-           'add_export_parser', 'add_plan_parser', 'cmd_plan', 'build_parser', 'parse', 'given_settings',
-           'config_from_args', 'check_inputs_given', 'validation_steps_for_epochs', 'apply_validation_epochs',
-           'cmd_demo', 'cmd_tiny', 'train_config', 'cmd_train', 'cmd_priors', 'writable_dir', 'cmd_sample',
-           'cmd_export', 'describe_os_error', 'main']
+           'add_export_parser', 'build_parser', 'parse', 'given_settings', 'config_from_args', 'check_inputs_given',
+           'validation_steps_for_epochs', 'apply_validation_epochs', 'cmd_demo', 'cmd_tiny', 'train_config',
+           'cmd_train', 'cmd_priors', 'writable_dir', 'cmd_sample', 'cmd_export', 'describe_os_error', 'main']
 
 # %% ../nbs/09_cli.ipynb #59b6f341
 def _ranged(kind, flag: str, lo=None, hi=None, why: str = ''):
@@ -170,7 +170,8 @@ def add_sample_parser(sub):
 
 # %% ../nbs/09_cli.ipynb #94782317
 PRIOR_FIELDS = ('pretrained_model_name_or_path', 'class_prompt', 'class_name', 'class_data_dir', 'num_class_images', 'resolution',
-                'sample_batch_size', 'seed', 'prior_num_inference_steps', 'prior_guidance_scale', 'class_negative_prompt')
+                'sample_batch_size', 'seed', 'prior_num_inference_steps', 'prior_guidance_scale', 'class_negative_prompt',
+                'instance_data_dir', 'concepts_list', 'aspect_buckets')      # the photos: a bank per concept, at their bucket sizes
 PRIOR_FLAG_NAMES = {'prior_num_inference_steps': 'num_inference_steps', 'prior_guidance_scale': 'guidance_scale',
                     'class_negative_prompt': 'negative_prompt'}
 
@@ -244,32 +245,14 @@ def add_export_parser(sub):
     from dreambooth_nb.lora_keys import add_inspect_flags
     add_inspect_flags(e)                                          # --inspect FILE [--json] (05b)
 
-# %% ../nbs/09_cli.ipynb #14a0111b
-def add_plan_parser(sub):
-    "`dreambooth-nb plan`: the `train` flags plus --gpu and --json."
-    from dreambooth_nb.plan import GPUS
-    pl = sub.add_parser('plan', allow_abbrev=False, help='Predict peak GPU memory, host RAM, disk and time of a train command, offline.')
-    pl.add_argument('--config', help='YAML config (e.g. a run folder\'s config.yaml)')
-    pl.add_argument('--preset', choices=sorted(PRESETS), help='Start from a named preset')
-    pl.add_argument('--gpu', default=None, help=f"GPU to plan for: {', '.join(GPUS)} (default: this machine's)")
-    pl.add_argument('--json', action='store_true', help='Print the plan as JSON (stable keys)')
-    add_config_flags(pl); add_compat_flags(pl)
-
-def cmd_plan(args) -> int:
-    from dreambooth_nb.plan import plan
-    given = given_settings(args)
-    for note in pop_compat_notices(args): print(f"notice: {note}", file=sys.stderr)
-    p = plan(TrainConfig.from_dict(given), args.gpu)
-    print(p.to_json() if args.json else p.table())
-    return 0 if p.fits is not False else 3
-
 # %% ../nbs/09_cli.ipynb #a9053bf9
 def build_parser() -> argparse.ArgumentParser:
     "The `dreambooth-nb` parser with its subcommands."
     p = argparse.ArgumentParser(prog='dreambooth-nb', allow_abbrev=False, description='Notebook-first DreamBooth: personalize a text-to-image model from a few photos.')
     sub = p.add_subparsers(dest='command', required=True)
     add_demo_parser(sub); add_tiny_parser(sub); add_train_parser(sub); add_priors_parser(sub)
-    add_sample_parser(sub); add_plan_parser(sub)
+    add_sample_parser(sub)
+    add_plan_parser(sub, lambda pl: (add_config_flags(pl), add_compat_flags(pl)), lambda a: (given_settings(a), pop_compat_notices(a)))
     add_eval_parser(sub)
     add_export_parser(sub)
     return p
@@ -431,18 +414,19 @@ def cmd_priors(args) -> int:
     import contextlib, torch
     from dreambooth_nb.load import load_base
     from dreambooth_nb.config import validate
-    from dreambooth_nb.priors import generate_priors
+    from dreambooth_nb.priors import check_bucket_photos, class_banks
     from dreambooth_nb.run import prior_kwargs
     cfg = config_from_args(args)
     if not cfg.class_data_dir: raise ConfigError("priors needs --class_data_dir (the folder of the class-image bank).")
-    validate(cfg.replace(with_prior_preservation=True))
+    validate(cfg.replace(with_prior_preservation=True)); check_bucket_photos(cfg)     # buckets: sizes from the photos
     backbone = load_base(cfg, device='cuda' if torch.cuda.is_available() else 'cpu')
     t0 = time.time()
     bank = Path(cfg.class_data_dir).expanduser()
     with RunLock(bank.parent, command='priors') if (bank.parent / CONFIG_FILE).is_file() else contextlib.nullcontext():   # a run's own bank
-        paths = generate_priors(backbone, **prior_kwargs(cfg, cfg.class_data_dir), accept_other_model=args.accept_other_model)
-    print(f"{len(paths)} class images for {cfg.fill(cfg.class_prompt)!r} in {cfg.class_data_dir} "
-          f"(each PNG records its seed, prompt and model in its 'dreambooth_nb' text chunk) in {time.time() - t0:.0f} s.")
+        banks = class_banks(cfg, backbone, bank.parent, prior_kwargs(cfg, bank) | dict(accept_other_model=args.accept_other_model))   # what train calls
+    for ident, paths in banks.items():
+        print(f"{len(paths)} class images for {ident if len(banks) > 1 else repr(cfg.fill(cfg.class_prompt))} in {paths[0].parent if paths else bank}")
+    print(f"(each PNG records its seed, prompt, size and model in its 'dreambooth_nb' text chunk) in {time.time() - t0:.0f} s.")
     return 0
 
 # %% ../nbs/09_cli.ipynb #9e7085e6

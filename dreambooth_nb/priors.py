@@ -4,14 +4,14 @@
 
 # %% ../nbs/03_priors.ipynb #2d08bdbd
 from __future__ import annotations
-import io, json, re, struct, warnings, zlib
+import io, itertools, json, re, struct, warnings, zlib
 from pathlib import Path
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 from .load import identity_record, model_difference, same_model
 from .atomic import atomic_write_bytes, now_utc, png_bytes
-from .config import DataError
+from .config import ConfigError, DataError
 from .rundir import read_jsonl
 from .data import (UnreadableImage, load_image, open_header, warn_skipped, bucket_sizes, nearest_bucket, load_concepts,
                                  concept_entries, training_size, _image_size)
@@ -22,7 +22,8 @@ __all__ = ['PNG_KEY', 'PNG_SIGNATURE', 'LEGACY_MANIFEST', 'read_manifest', 'prio
            'read_record', 'clean_temporaries', 'set_record', 'read_legacy_manifest', 'bank_files', 'read_bank',
            'migrate_manifest', 'warn_other_settings', 'legacy_name_matches', 'check_bank_model', 'adopt_legacy_records',
            'check_readable', 'scan_bank', 'report_broken', 'missing_indices', 'plan_batches', 'prepare_bank',
-           'generate_priors', 'split_count', 'generate_bucket_priors', 'concept_bank_dir', 'class_banks', 'show_priors']
+           'generate_priors', 'split_count', 'bucket_plan', 'generate_bucket_priors', 'concept_bank_dir',
+           'bank_bucket_sizes', 'class_banks', 'check_bucket_photos', 'show_priors']
 
 # %% ../nbs/03_priors.ipynb #fb6270f5
 PNG_KEY = 'dreambooth_nb'
@@ -258,12 +259,13 @@ def prepare_bank(folder, backbone, class_prompt: str, resolution: int, accept_ot
 def generate_priors(backbone, class_data_dir, class_prompt: str, num_class_images: int, resolution: int,
                     sample_batch_size: int = 4, num_inference_steps: int = 25, guidance_scale: float = 7.5,
                     negative_prompt: str | None = None, seed: int = 0, scheduler: str = 'dpm++',
-                    accept_other_model: bool = False, progress: bool = True, sizes: dict | None = None, size_multiple: int = 8) -> list[Path]:
-    "Top the bank in `class_data_dir` up to `num_class_images` valid images (at the bucket `sizes` if given); returns their paths."
+                    accept_other_model: bool = False, progress: bool = True, sizes: dict | None = None, size_multiple: int = 8,
+                    should_stop=None) -> list[Path]:
+    "Top the bank in `class_data_dir` up to `num_class_images` valid images (at the bucket `sizes` if given; `should_stop()` asked before each batch); returns their paths."
     folder = Path(class_data_dir)
     if sizes and set(sizes) != {(resolution, resolution)}:
         return generate_bucket_priors(backbone, folder, class_prompt, num_class_images, resolution, sizes, size_multiple, sample_batch_size,
-                                      num_inference_steps, guidance_scale, negative_prompt, seed, scheduler, accept_other_model, progress)
+                                      num_inference_steps, guidance_scale, negative_prompt, seed, scheduler, accept_other_model, progress, should_stop)
     records = prepare_bank(folder, backbone, class_prompt, resolution, accept_other_model)
     valid, broken = scan_bank(folder, records)
     report_broken(folder, broken)
@@ -275,6 +277,7 @@ def generate_priors(backbone, class_data_dir, class_prompt: str, num_class_image
     wanted, written = set(todo), []
     with tqdm(total=len(todo), desc='class priors', unit='img', disable=not progress) as bar:
         for batch in plan_batches(todo, records, sample_batch_size):
+            if should_stop and should_stop(): break
             imgs = _generate_batch(pipe, batch, class_prompt, negative_prompt, resolution, num_inference_steps, guidance_scale, seed)
             for i, img in zip(batch, imgs):
                 if i not in wanted: continue
@@ -295,37 +298,51 @@ def _bank_bucket(path, record: dict, buckets) -> tuple[int, int]:
     return nearest_bucket(size, buckets)
 
 # %% ../nbs/03_priors.ipynb #496329f6
-def _bucket_todo(valid, records, want: dict, buckets, taken: set) -> tuple[dict, dict]:
-    "(bucket -> valid images it has, bucket -> fresh indices to generate) for the wanted counts."
-    have = {b: [] for b in want}
-    for p in valid:
-        b = _bank_bucket(p, records.get(p.name, {}), buckets)
-        if b in have: have[b].append(p)
-    todo, i = {}, 0
+def bucket_plan(num_class_images: int, sizes: dict, batch_size: int) -> list[tuple[tuple[int, int], list[int]]]:
+    "The whole bank as (bucket, batch indices): buckets in sorted order, contiguous indices each, batches aligned to their start."
+    want, start, plan = split_count(num_class_images, sizes), 0, []
     for b in sorted(want):
-        for _ in range(max(0, want[b] - len(have[b]))):
-            while prior_filename(i) in taken: i += 1
-            todo.setdefault(b, []).append(i); taken.add(prior_filename(i))
-    return have, todo
+        plan += [(b, list(range(k, min(k + batch_size, start + want[b])))) for k in range(start, start + want[b], batch_size)]
+        start += want[b]
+    return plan
 
+def _bucket_todo(valid, records, plan, buckets, batch_size: int) -> tuple[dict, list]:
+    "(bucket -> valid images it keeps, [(bucket, batch to run, indices of it to write)]) for a planned bank."
+    at = {p.name: (p, _bank_bucket(p, records.get(p.name, {}), buckets)) for p in valid}
+    want, planned = {}, {}
+    for b, batch in plan: want[b] = want.get(b, 0) + len(batch); planned.update({i: b for i in batch})
+    have = {b: [p for p, pb in at.values() if pb == b] for b in want}
+    free = (i for i in itertools.count() if prior_filename(i) not in at and i not in planned)
+    runs = []
+    for b, batch in plan:
+        need = max(0, want[b] - len(have[b]) - sum(len(w) for rb, _, w in runs if rb == b))
+        write = [i for i in batch if prior_filename(i) not in at][:need]
+        if write: runs.append((b, batch, write))
+    for b in sorted(want):                                    # shares whose planned indices hold other buckets' images
+        extra = [next(free) for _ in range(want[b] - len(have[b]) - sum(len(w) for rb, _, w in runs if rb == b))]
+        runs += [(b, extra[k:k + batch_size], extra[k:k + batch_size]) for k in range(0, len(extra), batch_size)]
+    return have, runs
+
+# %% ../nbs/03_priors.ipynb #e695c3e1
 def generate_bucket_priors(backbone, folder, class_prompt, num_class_images, resolution, sizes, size_multiple, sample_batch_size,
-                           steps, guidance, negative_prompt, seed, scheduler, accept_other_model, progress) -> list[Path]:
-    "`generate_priors` for aspect buckets: `num_class_images` split over `sizes` (bucket -> photo count)."
+                           steps, guidance, negative_prompt, seed, scheduler, accept_other_model, progress, should_stop=None) -> list[Path]:
+    "`generate_priors` for aspect buckets: `num_class_images` split over `sizes` (bucket -> photo count) by `bucket_plan`."
     records = prepare_bank(folder, backbone, class_prompt, resolution, accept_other_model)
     valid, broken = scan_bank(folder, records); report_broken(folder, broken)
-    want = split_count(num_class_images, sizes)
-    have, todo = _bucket_todo(valid, records, want, bucket_sizes(resolution, size_multiple), {p.name for p in valid})
-    if todo:
+    plan = bucket_plan(num_class_images, sizes, sample_batch_size)
+    have, runs = _bucket_todo(valid, records, plan, bucket_sizes(resolution, size_multiple), sample_batch_size)
+    if runs:
         pipe = backbone.pipeline(scheduler)
         meta = dict(prompt=class_prompt, negative_prompt=negative_prompt, resolution=resolution, steps=steps, guidance=guidance,
                     scheduler=type(pipe.scheduler).__name__, source='generated', **identity_record(backbone))
-        with tqdm(total=sum(map(len, todo.values())), desc='class priors', unit='img', disable=not progress) as bar:
-            for b, indices in todo.items():
-                for k in range(0, len(indices), sample_batch_size):
-                    batch = indices[k:k + sample_batch_size]
-                    for i, img in zip(batch, _generate_batch(pipe, batch, class_prompt, negative_prompt, resolution, steps, guidance, seed, b)):
-                        write_png(img, folder / prior_filename(i), dict(seed=seed + i, batch=batch, width=b[0], height=b[1], created=now_utc(), **meta))
-                        have[b].append(folder / prior_filename(i)); bar.update(1)
+        with tqdm(total=sum(len(w) for _, _, w in runs), desc='class priors', unit='img', disable=not progress) as bar:
+            for b, batch, write in runs:
+                if should_stop and should_stop(): break
+                for i, img in zip(batch, _generate_batch(pipe, batch, class_prompt, negative_prompt, resolution, steps, guidance, seed, b)):
+                    if i not in write: continue
+                    write_png(img, folder / prior_filename(i), dict(seed=seed + i, batch=batch, width=b[0], height=b[1], created=now_utc(), **meta))
+                    have[b].append(folder / prior_filename(i)); bar.update(1)
+    want = split_count(num_class_images, sizes)
     return sorted(p for b in sorted(want) for p in have[b][:want[b]])
 
 # %% ../nbs/03_priors.ipynb #2aee054e
@@ -335,19 +352,28 @@ def concept_bank_dir(concept, cfg, run_dir, several: bool) -> Path:
     root = Path(cfg.class_data_dir).expanduser() if cfg.class_data_dir else Path(run_dir) / PRIORS_DIR
     return root / concept.identifier if several else root
 
-def class_banks(cfg, backbone, run_dir, prior_kwargs: dict, progress: bool = True) -> dict[str, list[Path]]:
-    "Top up every concept's class bank; identifier -> its images."
+def bank_bucket_sizes(concept, cfg, size_multiple: int) -> dict:
+    "Training size -> how many photos (with repeats) of a concept train at it: the sizes its class bank is made at."
+    sizes = {}
+    for e in concept_entries(concept, False):
+        b = training_size(_image_size(e.file), cfg, size_multiple); sizes[b] = sizes.get(b, 0) + e.repeats
+    return sizes
+
+def class_banks(cfg, backbone, run_dir, prior_kwargs: dict, progress: bool = True, should_stop=None) -> dict[str, list[Path]]:
+    "Top up every concept's class bank (what training, `dreambooth-nb priors` and the Class priors panel all call); identifier -> its images."
     concepts, banks = load_concepts(cfg), {}
     for c in concepts:
         if not c.class_prompt: raise DataError(f"Concept {c.identifier!r} has no class_prompt, which prior preservation needs; add one to concepts_list.")
-        sizes = None
-        if cfg.aspect_buckets:
-            sizes = {}
-            for e in concept_entries(c, False):
-                b = training_size(_image_size(e.file), cfg, backbone.size_multiple); sizes[b] = sizes.get(b, 0) + e.repeats
+        sizes = bank_bucket_sizes(c, cfg, backbone.size_multiple) if cfg.aspect_buckets else None
         kw = prior_kwargs | dict(class_data_dir=concept_bank_dir(c, cfg, run_dir, len(concepts) > 1), class_prompt=c.fill(c.class_prompt))
-        banks[c.identifier] = generate_priors(backbone, **kw, progress=progress, sizes=sizes, size_multiple=backbone.size_multiple)
+        banks[c.identifier] = generate_priors(backbone, **kw, progress=progress, sizes=sizes, size_multiple=backbone.size_multiple, should_stop=should_stop)
     return banks
+
+def check_bucket_photos(cfg):
+    "A bank made ahead of training with `aspect_buckets` takes its sizes from the subject photos: `ConfigError` when none are given."
+    if cfg.aspect_buckets and not cfg.concepts_list and not cfg.instance_data_dir:
+        raise ConfigError("aspect_buckets makes class images at the sizes the subject photos train at, and no photos are given: "
+                          "set instance_data_dir (--instance_data_dir) or concepts_list to the photos you will train on, or turn aspect_buckets off.")
 
 # %% ../nbs/03_priors.ipynb #d1d870b0
 def show_priors(folder, max_images: int = 16, cols: int = 4):

@@ -10,19 +10,25 @@ import ipywidgets as W
 import torch
 from .config import ConfigError, DreamBoothError, TrainConfig, validate
 from .load import load_base
-from .priors import generate_priors, read_manifest, scan_bank, show_priors
+from .data import load_concepts
+from .priors import check_bucket_photos, class_banks, concept_bank_dir, read_manifest, scan_bank, show_priors
 from .rundir import CONFIG_FILE, RunLock, config_for_run, is_run_dir
 from .run import prepare_run_dir, prior_kwargs
 from .widgets_base import PLOT_LOCK, Panel, button, figure_png, free_memory, set_image
 from .widgets_form import PRIOR_FIELDS, ConfigForm
 
 # %% auto #0
-__all__ = ['bank_dir', 'bank_size', 'sampling_device', 'mark_run_dir', 'fill_bank', 'PriorsPanel']
+__all__ = ['bank_dir', 'bank_dirs', 'bank_size', 'sampling_device', 'mark_run_dir', 'fill_bank', 'PriorsPanel']
 
 # %% ../nbs/08b_priors.ipynb #c27d720c
 def bank_dir(cfg: TrainConfig) -> Path:
     "The class bank of a config: `class_data_dir`, or the run's own `priors/` (where `train` looks)."
     return Path(cfg.class_data_dir or Path(cfg.output_dir) / 'priors').expanduser()
+
+def bank_dirs(cfg: TrainConfig) -> list[Path]:
+    "Each concept's class bank, where training (`class_banks`) puts it: one folder, or one per identifier with `concepts_list`."
+    concepts = load_concepts(cfg)
+    return [concept_bank_dir(c, cfg, Path(cfg.output_dir).expanduser(), len(concepts) > 1) for c in concepts]
 
 def bank_size(folder) -> int:
     "How many valid images a class bank holds."
@@ -43,19 +49,21 @@ def mark_run_dir(cfg: TrainConfig) -> Path:
 def _quiet(*a, **k): pass
 
 def fill_bank(cfg: TrainConfig, should_stop=lambda: False, on_phase=_quiet, on_progress=_quiet) -> tuple[int, int, Path]:
-    "Top the bank up batch by batch until it is full or `should_stop()`; returns (images, target, folder)."
-    kw = prior_kwargs(cfg, bank_dir(cfg)); folder, target = kw['class_data_dir'], kw['num_class_images']
-    done, backbone = bank_size(folder), None
-    if done < target and not should_stop():
-        on_phase('loading the model for class priors')
+    "Top every concept's bank up (`class_banks`) until full or `should_stop()` (asked between batches); returns (images, target, folder)."
+    folders, per = bank_dirs(cfg), cfg.num_class_images
+    count = lambda: sum(min(bank_size(f), per) for f in folders)
+    done, target, shown = count(), per * len(folders), [None]
+    if (done < target or cfg.aspect_buckets) and not should_stop():
+        check_bucket_photos(cfg); on_phase('loading the model for class priors')
         device, dtype = sampling_device(); backbone = load_base(cfg, dtype=dtype, device=device)
-    on_phase('class priors', target, done, 'image')
-    while done < target and not should_stop():
-        batch_end = min((done // kw['sample_batch_size'] + 1) * kw['sample_batch_size'], target)     # the next whole batch
-        done = len(generate_priors(backbone, **{**kw, 'num_class_images': batch_end}, progress=False))
-        on_progress(done)
-    backbone = None; free_memory()
-    return done, target, folder
+        on_phase('class priors', target, done, 'image'); shown[0] = done
+        def report():
+            if (n := count()) != shown[0]: shown[0] = n; on_progress(n)
+        def stop(): report(); return should_stop()
+        class_banks(cfg, backbone, Path(cfg.output_dir).expanduser(), prior_kwargs(cfg, bank_dir(cfg)), progress=False, should_stop=stop)
+        report(); done = count(); backbone = None; free_memory()
+    else: on_phase('class priors', target, done, 'image')
+    return done, target, folders[0] if len(folders) == 1 else bank_dir(cfg)
 
 # %% ../nbs/08b_priors.ipynb #3bba672a
 class PriorsPanel(Panel):
@@ -79,8 +87,9 @@ class PriorsPanel(Panel):
         "The bank's count on the phase line, and a grid of its images (up to `preview_limit`)."
         try: cfg = self.config()
         except DreamBoothError: return
-        folder, target = Path(folder or bank_dir(cfg)), cfg.num_class_images
-        n = bank_size(folder)
+        folders = [Path(folder)] if folder else bank_dirs(cfg)
+        folder, target = next((f for f in folders if bank_size(f)), folders[0]), cfg.num_class_images * len(folders)
+        n = sum(bank_size(f) for f in folders)
         if not self.busy: self.phase.begin('class images in the bank', target, min(n, target), 'image')
         where = html.escape(str(folder))
         self.grid_label.value = f'<b>{n} class image(s)</b> in {where}' + (f' (showing {self.preview_limit})' if n > self.preview_limit else '') if n else f'No class images yet in {where}.'
@@ -105,9 +114,8 @@ class PriorsPanel(PriorsPanel):
         with RunLock(cfg.output_dir, command='priors panel'): self.fill(cfg)   # one writer: not while a training runs
 
     def fill(self, cfg: TrainConfig):
-        def progress(done): self.phase.update(done); self.show_bank(folder)
-        folder = bank_dir(cfg)
+        def progress(done): self.phase.update(done); self.show_bank()
         done, target, folder = fill_bank(cfg, self.should_stop, self.phase.begin, progress)
-        self.show_bank(folder)
+        self.show_bank()
         if done < target: self.say(f'Stopped with {done} of {target} class images in {folder}; press Generate priors to go on.', 'warn')
         else: self.say(f'The bank holds {target} class images ({folder}); training will use them.', 'ok')
