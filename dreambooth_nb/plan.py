@@ -289,6 +289,7 @@ def ladder(cfg: TrainConfig, gpu: str, total_gib: float | None = None) -> list:
         if fits: break
     return out
 
+# %% ../nbs/07a_plan.ipynb #80f63777
 def detect_gpu() -> str:
     "The GPUS name of this machine's first CUDA device, else 'cpu' (imports torch only if it is already loaded or cheap)."
     try: import torch
