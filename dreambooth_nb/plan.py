@@ -232,6 +232,7 @@ class Plan:
         rows += [f"  {k:12s} {v:9.0f} s" for k, v in self.seconds.items()]
         rows.append('verdict: ' + {True: 'fits', False: 'does NOT fit', None: 'no GPU (CPU run)'}[self.fits])
         rows += [f"  change: {c['change']} -> {c['peak_gpu_memory_gib']:.2f} GiB{' (fits)' if c['fits'] else ''}" for c in self.changes]
+        rows += [a for a in self.assumptions if a.startswith('warning:')]      # what the user should change (bf16 on a T4)
         return '\n'.join(rows)
 
 # %% ../nbs/07a_plan.ipynb #fd297e17
@@ -275,7 +276,7 @@ ASSUMPTIONS = ['peaks are max_memory_allocated + 0.5 GiB CUDA context, 5% fragme
                '+ optimizer bytes / memory bandwidth, fitted on 6 H200 step rates; other cards assumed to reach the same fraction of their datasheet peak',
                f'disk reads and writes at {DISK_GB_PER_S} GB/s',
                'host RAM: weights, ~2 GiB for Python/torch, every class and instance image as fp32 (3 x px^2 x 4 B; 100 at 1024 px = 1.17 GiB) while latents are cached']
-BF16_MISSING = ("{gpu} has no bf16 (compute capability below 8.0): set mixed_precision fp16 (--mixed_precision fp16); "
+BF16_MISSING = ("warning: {gpu} has no bf16 (compute capability below 8.0): set mixed_precision fp16 (--mixed_precision fp16); "
                 "bf16 there is emulated, many times slower, or fails")
 
 def ladder(cfg: TrainConfig, gpu: str, total_gib: float | None = None) -> list:
@@ -334,7 +335,7 @@ def preflight(cfg: TrainConfig, device) -> None:
         import torch
         idx = device.index if getattr(device, 'index', None) is not None else torch.cuda.current_device()
         if cfg.mixed_precision == 'bf16' and torch.cuda.get_device_capability(idx)[0] < 8:
-            warnings.warn(BF16_MISSING.format(gpu=torch.cuda.get_device_name(idx)))
+            warnings.warn(BF16_MISSING.format(gpu=torch.cuda.get_device_name(idx)).removeprefix('warning: '))
         check_fits(cfg, torch.cuda.get_device_properties(idx).total_memory / GIB, torch.cuda.get_device_name(idx)); return
     try: ram = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB
     except (ValueError, OSError, AttributeError): return
