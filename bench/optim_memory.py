@@ -7,7 +7,9 @@ allocated with --gpu. Each recipe runs in its own process, so each peak is its o
 import argparse, json, os, resource, subprocess, sys, time
 
 RECIPES = {'adamw': {}, 'adafactor': dict(optimizer='adafactor'), 'adamw+fused': dict(fused_backward=True),
-           'adafactor+fused': dict(optimizer='adafactor', fused_backward=True), 'adamw+ema': dict(use_ema=True)}
+           'adafactor+fused': dict(optimizer='adafactor', fused_backward=True), 'adamw+ema': dict(use_ema=True),
+           'adamw+bf16': dict(master_weights='bf16'), 'adafactor+bf16': dict(optimizer='adafactor', master_weights='bf16'),
+           'adafactor+fused+bf16': dict(optimizer='adafactor', fused_backward=True, master_weights='bf16')}
 
 def one(size: str, recipe: str, steps: int, gpu: bool) -> dict:
     import torch

@@ -4,6 +4,10 @@
     python bench/train_speed.py --sizes small --steps 10
     python bench/train_speed.py --gpu                # adds SD 1.5's real UNet/VAE/CLIP configs at 512 px, fp16 (random weights)
     python bench/train_speed.py --buckets            # ours with square crops vs ours with aspect buckets (3:4 and 4:3 photos)
+    python bench/train_speed.py --gpu --matrix --memory_gib 15.5 --steps 5
+                                                     # issue 15's table: SD 1.5 full UNet + text encoder + PP at 512 for each
+                                                     # optimizer x fused_backward x gradient checkpointing x master_weights,
+                                                     # capped to a T4's 15.5 GiB (a recipe that does not fit reads OOM)
 
 Every configuration trains with prior preservation (1 instance + 1 class image per step) and the text encoder
 (in LoRA mode: LoRA on UNet and text encoder), and runs in its own process so the peak memory is its own:
@@ -31,7 +35,28 @@ def bucket_data(res: int, multiple: int):
     return SubjectData([TrainImage(px, 'a photo of olis dog') for px in imgs],
                        [TrainImage(px.flip(-1), 'a photo of dog', source='class') for px in imgs])
 
-def one(size: str, mode: str, impl: str, steps: int, gpu: bool) -> dict:
+MATRIX_AXES = dict(optimizer=('adamw', 'adamw8bit', 'adafactor'), fused_backward=(False, True),
+                   gradient_checkpointing=(True, False), master_weights=('fp32', 'bf16'))
+
+def matrix_recipes(optimizers=None) -> dict[str, dict]:
+    "Name -> TrainConfig overrides for every combination of MATRIX_AXES, all under bf16 autocast (fused_backward refuses fp16's scaler)."
+    import itertools
+    out = {}
+    for opt, fused, gc, master in itertools.product(optimizers or MATRIX_AXES['optimizer'], *list(MATRIX_AXES.values())[1:]):
+        if master == 'bf16' and opt == 'adamw8bit': continue          # refused by validate: not built for 8-bit state
+        name = '+'.join([opt] + ['fused'] * fused + ['gc'] * gc + ['bf16master'] * (master == 'bf16'))
+        out[name] = dict(optimizer=opt, fused_backward=fused, gradient_checkpointing=gc, master_weights=master,
+                         mixed_precision='bf16')
+    return out
+
+def cap_gpu_memory(memory_fraction: float | None, memory_gib: float | None) -> float | None:
+    "Cap this process's CUDA memory (set_per_process_memory_fraction) to a fraction of the card or to `memory_gib`; returns the fraction."
+    import torch
+    if memory_gib: memory_fraction = memory_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory
+    if memory_fraction: torch.cuda.set_per_process_memory_fraction(min(memory_fraction, 1.0))
+    return memory_fraction
+
+def one(size: str, mode: str, impl: str, steps: int, gpu: bool, overrides: dict | None = None) -> dict:
     "Time `steps` training steps (after 2 warm-up steps) of one configuration in this process."
     import torch
     from dreambooth_nb.load import tiny
@@ -42,7 +67,7 @@ def one(size: str, mode: str, impl: str, steps: int, gpu: bool) -> dict:
     bb = sd15_architecture() if size == 'sd15' else tiny(size=size)
     cfg = preset('demo', resolution=res, mode=mode, rank=4, max_train_steps=steps + 2, learning_rate=1e-5,
                  mixed_precision='fp16' if gpu else 'no', gradient_checkpointing=size == 'sd15', use_8bit_adam=False,
-                 cache_latents=impl != 'reference', pre_compute_text_embeddings=impl != 'reference')
+                 cache_latents=impl != 'reference', pre_compute_text_embeddings=impl != 'reference', **(overrides or {}))
     px = load_pixels(find_images(sample_subject_dir()), res)
     data = SubjectData.from_tensors(px, 'a photo of olis dog', px.flip(-1), 'a photo of dog')   # any images time the same
     if impl == 'buckets': data = bucket_data(res, bb.size_multiple)
@@ -56,7 +81,9 @@ def one(size: str, mode: str, impl: str, steps: int, gpu: bool) -> dict:
     if gpu: torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**20 if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if gpu: peak_reserved = torch.cuda.max_memory_reserved() / 2**20
     return dict(size=size, resolution=res, mode=mode, impl=impl, steps_per_s=steps / seconds, peak_mb=peak,
+                **(dict(peak_reserved_mb=peak_reserved) if gpu else {}), **(dict(recipe=overrides) if overrides else {}),
                 trainable_m=sum(p.numel() for p in t.params) / 1e6, device='cuda' if gpu else 'cpu',
                 torch_threads=torch.get_num_threads())
 
@@ -65,10 +92,17 @@ def main():
     p.add_argument('--sizes', default='tiny,small'); p.add_argument('--modes', default='full,lora')
     p.add_argument('--steps', type=int, default=20); p.add_argument('--gpu', action='store_true')
     p.add_argument('--buckets', action='store_true', help='compare square crops (ours) with aspect buckets instead of reference vs ours')
+    p.add_argument('--matrix', action='store_true', help="with --gpu: SD 1.5 full + TE + PP at 512 for each memory recipe (issue 15's table)")
+    p.add_argument('--optimizers', default=None, help='with --matrix: a comma-separated subset of adamw,adamw8bit,adafactor')
+    p.add_argument('--memory_fraction', type=float, default=None, help='cap each process to this fraction of the GPU')
+    p.add_argument('--memory_gib', type=float, default=None, help="cap each process to this many GiB (15.5: a T4's usable memory)")
     p.add_argument('--one', nargs=3, metavar=('SIZE', 'MODE', 'IMPL'), help=argparse.SUPPRESS)
+    p.add_argument('--overrides', default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
-        print(json.dumps(one(*a.one, steps=a.steps, gpu=a.gpu))); return
+        if a.gpu: cap_gpu_memory(a.memory_fraction, a.memory_gib)
+        print(json.dumps(one(*a.one, steps=a.steps, gpu=a.gpu, overrides=json.loads(a.overrides) if a.overrides else None))); return
+    if a.matrix: return run_matrix(a)
     sizes = a.sizes.split(',') + (['sd15'] if a.gpu and 'sd15' not in a.sizes else [])
     print(f"{'size':6} {'px':>4} {'mode':5} {'impl':10} {'steps/s':>8} {'peak MB':>8} {'trainable M':>11}")
     for size in sizes:
@@ -81,5 +115,23 @@ def main():
                 r = json.loads(out.stdout.strip().splitlines()[-1]); rows.append(r)
                 print(f"{r['size']:6} {r['resolution']:>4} {r['mode']:5} {r['impl']:10} {r['steps_per_s']:8.2f} {r['peak_mb']:8.0f} {r['trainable_m']:11.2f}", flush=True)
             print(f"{'':6} {'':>4} {'':5} {'speed-up':10} {rows[1]['steps_per_s'] / rows[0]['steps_per_s']:8.2f}x")
+
+def run_matrix(a):
+    "One process per recipe of `matrix_recipes` on SD 1.5's architecture; a recipe that runs out of the capped memory reads OOM."
+    import importlib.util
+    if not a.gpu: sys.exit('--matrix measures GPU memory: add --gpu (on a machine with CUDA).')
+    cap = ['--memory_fraction', str(a.memory_fraction)] if a.memory_fraction else []
+    cap += ['--memory_gib', str(a.memory_gib)] if a.memory_gib else []
+    print(f"{'recipe':34} {'it/s':>6} {'peak GiB':>8} {'reserved':>8}   (cap: {a.memory_gib or a.memory_fraction or 'none'})")
+    for name, over in matrix_recipes(a.optimizers.split(',') if a.optimizers else None).items():
+        if over['optimizer'] == 'adamw8bit' and importlib.util.find_spec('bitsandbytes') is None:
+            print(f"{name:34} skipped: bitsandbytes is not installed", flush=True); continue
+        cmd = [sys.executable, __file__, '--one', 'sd15', 'full', 'ours', '--steps', str(a.steps), '--gpu', '--overrides', json.dumps(over)] + cap
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, 'TRANSFORMERS_VERBOSITY': 'error'})
+        if out.returncode:
+            why = 'OOM' if 'OutOfMemoryError' in out.stderr else 'failed: ' + out.stderr.strip().splitlines()[-1][:120]
+            print(f"{name:34} {why}", flush=True); continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{name:34} {r['steps_per_s']:6.2f} {r['peak_mb'] / 1024:8.2f} {r['peak_reserved_mb'] / 1024:8.2f}", flush=True)
 
 if __name__ == '__main__': main()
