@@ -169,7 +169,8 @@ from .atomic import atomic_write_bytes, atomic_write_text, write_png
 from .config import ConfigError
 from .rundir import RunLock, read_run_config, read_jsonl
 from .sampling import SamplingStopped, eval_prompts, generate, sample_settings
-from .data import concept_entries, config_concept, load_concepts, load_image
+from .data import load_image
+from .concepts import concept_entries, config_concept, load_concepts
 
 # %% ../nbs/07b_eval.ipynb #14dbcd24
 def generation_key(prompt: str, seed: int, settings: dict) -> str:

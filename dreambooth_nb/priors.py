@@ -13,8 +13,8 @@ from .load import identity_record, model_difference, same_model
 from .atomic import atomic_write_bytes, now_utc, png_bytes
 from .config import ConfigError, DataError
 from .rundir import read_jsonl
-from .data import (UnreadableImage, load_image, open_header, warn_skipped, bucket_sizes, nearest_bucket, load_concepts,
-                                 concept_entries, training_size, _image_size)
+from .data import UnreadableImage, load_image, open_header, warn_skipped, bucket_sizes, nearest_bucket, training_size, _image_size
+from .concepts import concept_entries, load_concepts
 from .rundir import PRIORS_DIR
 
 # %% auto #0

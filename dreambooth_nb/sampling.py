@@ -179,8 +179,8 @@ def sample_settings(cfg: TrainConfig, backbone=None, **given) -> dict:
 def default_prompts(cfg: TrainConfig, eval: bool = False) -> list[str]:
     "A run's prompt templates: its validation (else instance) prompt and its class prompt, or the paper's 25 for its class."
     if eval: return eval_prompts(cfg.class_name)
-    if cfg.concepts_list and Path(cfg.concepts_list).expanduser().is_file():    # several subjects: each concept's prompt, then the classes
-        from dreambooth_nb.data import sample_prompts
+    from dreambooth_nb.concepts import concepts_list_file, sample_prompts
+    if cfg.concepts_list and concepts_list_file(cfg).is_file():    # several subjects (a moved run's list found beside it): each concept's prompt, then the classes
         return sample_prompts(cfg)
     return [cfg.validation_prompt or cfg.instance_prompt] + ([cfg.class_prompt] if cfg.class_prompt else [])
 

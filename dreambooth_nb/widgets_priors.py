@@ -10,7 +10,7 @@ import ipywidgets as W
 import torch
 from .config import ConfigError, DreamBoothError, TrainConfig, validate
 from .load import load_base
-from .data import load_concepts
+from .concepts import load_concepts
 from .priors import check_bucket_photos, class_banks, concept_bank_dir, read_manifest, scan_bank, show_priors
 from .rundir import CONFIG_FILE, RunLock, config_for_run, is_run_dir
 from .run import prepare_run_dir, prior_kwargs

@@ -153,14 +153,27 @@ def test_every_concept_is_scored_against_its_own_photos(two_concepts, monkeypatc
     assert res.best['dino'] == pytest.approx(sum(r['dino'] for r in res.records if r['checkpoint'] == res.best['checkpoint']) / 2)
     for c in ('olis', 'qwx'): assert len(list((run / 'eval' / 'images' / 'checkpoint-2' / c).glob('*.png'))) == 2   # prompt + class prompt
     assert (run / 'eval' / 'scores.png').read_bytes()[:4] == b'\x89PNG'
-    res = run_cli('eval', '--run', run, '--checkpoints', 'latest', '--prompts', PROMPTS[0], '--images_per_prompt', '1',
-                  '--num_inference_steps', '1', '--image_encoder', 'tiny', '--clip_model', 'tiny', cwd=two_concepts.parent)
-    assert res.returncode == 0, res.stderr[-2000:]
-    rows = [l.split() for l in res.stdout.splitlines() if l.startswith('checkpoint-2')]
-    assert [r[1] for r in rows] == ['olis', 'qwx', 'mean'] and 'mean over the concepts' in res.stdout
-    assert '2/2' not in res.stderr and '4/4' in res.stderr                              # (1 prompt + class) x 1 seed x 2 concepts, all cached
+    from dreambooth_nb.eval_cli import _summary                       # what `dreambooth-nb eval` prints (the command is tested above)
+    rows = [l.split() for l in _summary(res).splitlines() if l.startswith('checkpoint-2')]
+    assert [r[1] for r in rows] == ['olis', 'qwx', 'mean'] and 'mean over the concepts' in _summary(res)
 
 def test_old_scores_without_a_concept_still_read(tmp_path):
     from dreambooth_nb.eval import best_checkpoint, plot_scores
     old = [dict(checkpoint=f'checkpoint-{n}', step=n, dino=d, clip_i=.5, clip_t=.3, pres=.4, div=.1) for n, d in ((2, .5), (4, .6))]
     assert best_checkpoint(old)['checkpoint'] == 'checkpoint-4' and len(plot_scores(old).axes) == 1
+
+def test_a_moved_concepts_run_resumes_samples_and_evaluates(two_concepts, tmp_path, monkeypatch):
+    "The whole project (concepts.yaml naming dog/ and cat/ relatively, and run/) moved: the run's absolute concepts_list is gone. Last in the file: it moves the module's project."
+    moved = tmp_path / 'drive' / 'project'; moved.parent.mkdir(); shutil.move(str(two_concepts), str(moved))
+    run, elsewhere = moved / 'run', tmp_path / 'elsewhere'; elsewhere.mkdir()
+    res = run_cli('sample', '--run', run, '--seeds', '0', '--num_inference_steps', '1', '--out', tmp_path / 's', cwd=elsewhere)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert '\n4 images from' in res.stdout and res.stdout.count('the run was moved') == 1, res.stdout     # both concepts' prompts and both classes
+    res = _evaluate(run, checkpoints='latest', prompts=PROMPTS[:1], images_per_prompt=1, num_inference_steps=1)
+    assert {r['concept'] for r in res.records if r['checkpoint'] == 'checkpoint-2'} == {'olis', 'qwx'}
+    from dreambooth_nb.rundir import read_run_config
+    from dreambooth_nb.run import train
+    monkeypatch.chdir(elsewhere)                                       # what `train --config RUN/config.yaml --resume_from_checkpoint latest` does
+    train(read_run_config(run).replace(resume_from_checkpoint='latest', max_train_steps=3))
+    assert [json.loads(l)['step'] for l in (run / 'metrics.jsonl').read_text().splitlines()] == [1, 2, 3]
+    assert {json.loads(l)['concept'] for l in (run / 'dataset.jsonl').read_text().splitlines()} == {'olis', 'qwx'}
