@@ -135,9 +135,12 @@ def two_concepts(tmp_path_factory):
     (root / 'concepts.yaml').write_text(yaml.safe_dump([
         dict(instance_prompt='a photo of olis dog', class_prompt='a photo of dog', instance_data_dir='dog'),
         dict(instance_prompt='a photo of qwx cat', class_prompt='a photo of cat', instance_data_dir='cat')]))
+    from dreambooth_nb.eval import EvalCallback
+    cb = EvalCallback(root / 'run', every=2, prompts=PROMPTS[:1], seeds=(0,), num_inference_steps=1, image_encoder='tiny', clip_model='tiny')
     train(TrainConfig(pretrained_model_name_or_path='tiny:sd15', concepts_list=str(root / 'concepts.yaml'), output_dir=str(root / 'run'),
                       resolution=64, max_train_steps=2, checkpointing_steps=1, with_prior_preservation=False, mode='lora', rank=2,
-                      validation_steps=100, num_validation_images=1, num_inference_steps=1))
+                      validation_steps=100, num_validation_images=1, num_inference_steps=1), callbacks=[cb])
+    assert [(r['step'], r['concept'], r['during']) for r in cb.records] == [(2, 'olis', 'training'), (2, 'qwx', 'training')]   # scored while training, per concept
     return root
 
 def test_every_concept_is_scored_against_its_own_photos(two_concepts, monkeypatch):
