@@ -65,9 +65,9 @@ def one(size: str, mode: str, impl: str, steps: int, gpu: bool, overrides: dict 
     from dreambooth_nb.training import Trainer
     res = {'tiny': 64, 'small': 256, 'sd15': 512}[size]
     bb = sd15_architecture() if size == 'sd15' else tiny(size=size)
-    cfg = preset('demo', resolution=res, mode=mode, rank=4, max_train_steps=steps + 2, learning_rate=1e-5,
-                 mixed_precision='fp16' if gpu else 'no', gradient_checkpointing=size == 'sd15', use_8bit_adam=False,
-                 cache_latents=impl != 'reference', pre_compute_text_embeddings=impl != 'reference', **(overrides or {}))
+    cfg = preset('demo', **{**dict(resolution=res, mode=mode, rank=4, max_train_steps=steps + 2, learning_rate=1e-5,
+                                   mixed_precision='fp16' if gpu else 'no', gradient_checkpointing=size == 'sd15', use_8bit_adam=False,
+                                   cache_latents=impl != 'reference', pre_compute_text_embeddings=impl != 'reference'), **(overrides or {})})
     px = load_pixels(find_images(sample_subject_dir()), res)
     data = SubjectData.from_tensors(px, 'a photo of olis dog', px.flip(-1), 'a photo of dog')   # any images time the same
     if impl == 'buckets': data = bucket_data(res, bb.size_multiple)
