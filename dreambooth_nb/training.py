@@ -26,9 +26,10 @@ from .optim import ema_applied, make_optimizer, training_extras
 __all__ = ['HALF', 'TRACKER_PACKAGES', 'FP16_OVERFLOW_TRIES', 'CancelStepException', 'CancelFitException', 'Callback',
            'run_callbacks', 'with_events', 'encode_all', 'encode_each', 'check_pixels_kept', 'LatentCache',
            'release_pixels', 'snr_weights', 'mask_weights', 'dreambooth_loss', 'make_lr_scheduler', 'make_accelerator',
-           'lora_targets', 'lora_variant', 'cast_frozen_weights', 'cast_master_weights', 'allow_new_precision',
-           'check_tracker_installed', 'tracker_config', 'TrainerBase', 'TrainerSetup', 'MicroBatch', 'TrainerBatches',
-           'TrainingDiverged', 'TrainerStep', 'Trainer', 'MetricsCallback', 'ProgressCallback', 'smooth', 'plot_loss']
+           'lora_targets', 'lora_variant', 'quiet_casts', 'cast_frozen_weights', 'cast_master_weights',
+           'allow_new_precision', 'check_tracker_installed', 'tracker_config', 'TrainerBase', 'TrainerSetup',
+           'MicroBatch', 'TrainerBatches', 'TrainingDiverged', 'TrainerStep', 'Trainer', 'MetricsCallback',
+           'ProgressCallback', 'smooth', 'plot_loss']
 
 # %% ../nbs/04_training.ipynb #9973de15
 class CancelStepException(Exception): "Raise in a callback to skip the rest of this step."
@@ -162,18 +163,27 @@ def lora_variant(use_dora: bool, mode: str = 'lora'):
     try: yield
     finally: LORA_OPTIONS.reset(token)
 
+@contextmanager
+def quiet_casts():
+    "Silence diffusers' warning on `module.to(dtype)` about modules to keep in fp32 (it warns with an empty list too: none to keep here)."
+    from diffusers.utils import logging as diffusers_logging
+    level = diffusers_logging.get_verbosity(); diffusers_logging.set_verbosity_error()
+    try: yield
+    finally: diffusers_logging.set_verbosity(level)
+
 def cast_frozen_weights(backbone, trainable: dict, mixed_precision: str, mode: str):
     "Cast frozen weights to the mixed-precision dtype; trainable parameters stay fp32 (diffusers' `cast_training_params`)."
     dtype = HALF.get(mixed_precision)
     if dtype is None: return
-    for name, module in backbone.modules().items():
-        if name not in trainable or mode == 'lora': module.to(dtype)
+    with quiet_casts():
+        for name, module in backbone.modules().items():
+            if name not in trainable or mode == 'lora': module.to(dtype)
     cast_training_params(list(trainable.values()), dtype=torch.float32)
 
 def cast_master_weights(backbone, master_weights: str) -> torch.dtype:
     "With `master_weights=bf16` the whole model becomes bf16 (trained and frozen weights alike); returns the dtype latents are cached in."
     if master_weights != 'bf16': return torch.float32
-    backbone.to(dtype=torch.bfloat16)                  # one dtype everywhere: the CPU has no autocast to mix them
+    with quiet_casts(): backbone.to(dtype=torch.bfloat16)     # one dtype everywhere: the CPU has no autocast to mix them
     return torch.bfloat16
 
 # %% ../nbs/04_training.ipynb #2e155905
