@@ -15,13 +15,12 @@ from .atomic import atomic_write_text
 from .config import ConfigError, DataError
 
 # %% auto #0
-__all__ = ['MAX_PHOTO_PIXELS', 'WORKING_PIXELS', 'MASK_SUFFIX', 'MAX_BUCKET_ASPECT', 'KNOWN_BAD_IDENTIFIERS', 'MOVED_TO_CONCEPTS',
-           'DATASET_FILE', 'sample_subject_dir', 'UnreadableImage', 'open_header', 'load_image', 'is_mask_file',
-           'find_images', 'warn_skipped', 'cover_box', 'cover_crop', 'crop_square', 'to_tensor', 'to_pil',
-           'bucket_sizes', 'nearest_bucket', 'load_pixels', 'check_identifier', 'rare_identifiers', 'batch_indices',
-           'flip_mask', 'group_schedule', 'read_caption', 'mask_file', 'load_mask', 'TrainImage', 'SubjectData',
-           'batch_items', 'training_size', 'instance_images', 'class_images', 'subject_data', 'dataset_records',
-           'write_dataset']
+__all__ = ['MAX_PHOTO_PIXELS', 'WORKING_PIXELS', 'MASK_SUFFIX', 'MAX_BUCKET_ASPECT', 'KNOWN_BAD_IDENTIFIERS', 'DATASET_FILE',
+           'sample_subject_dir', 'UnreadableImage', 'open_header', 'load_image', 'is_mask_file', 'find_images',
+           'warn_skipped', 'cover_box', 'cover_crop', 'crop_square', 'to_tensor', 'to_pil', 'bucket_sizes',
+           'nearest_bucket', 'load_pixels', 'check_identifier', 'rare_identifiers', 'batch_indices', 'flip_mask',
+           'group_schedule', 'read_caption', 'mask_file', 'load_mask', 'TrainImage', 'SubjectData', 'batch_items',
+           'training_size', 'instance_images', 'class_images', 'subject_data', 'dataset_records', 'write_dataset']
 
 # %% ../nbs/02_data.ipynb #37bccd58
 def sample_subject_dir() -> Path:
@@ -239,16 +238,6 @@ def load_mask(path, size) -> Image.Image:
     if mask.getextrema()[1] == 0:
         raise DataError(f"Mask {path} is all black, so it marks no subject. Paint the subject white, or remove the mask file.")
     return mask
-
-# %% ../nbs/02_data.ipynb #3e4965f0
-MOVED_TO_CONCEPTS = {'Concept', 'config_concept', 'load_concepts', 'kohya_parts', 'ImageEntry', 'concept_entries', 'sample_prompts', 'scan_concepts'}
-
-def __getattr__(name: str):
-    "Names that moved to `concepts` (02a) stay importable from here, looked up there when asked for (no import cycle)."
-    if name in MOVED_TO_CONCEPTS:
-        from dreambooth_nb import concepts
-        return getattr(concepts, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # %% ../nbs/02_data.ipynb #530ca33f
 @dataclass

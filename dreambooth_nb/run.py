@@ -13,7 +13,8 @@ from .config import ConfigError, TrainConfig, preset, validate
 from .rundir import (CONFIG_FILE, FINAL_MARKER, LOCK_NAME, LOSS_PLOT, METRICS_FILE, PRIORS_DIR, RUN_OUTPUTS, RunLock,
                                   config_for_run, is_run_dir, run_id, truncate_metrics)
 from .load import load_base, tiny
-from .data import check_identifier, find_images, sample_subject_dir, scan_concepts, subject_data, write_dataset, sample_prompts
+from .data import check_identifier, find_images, sample_subject_dir, subject_data, write_dataset
+from .concepts import sample_prompts, scan_concepts
 from .priors import class_banks, generate_priors
 from .optim import check_fused_backward
 from .plan import preflight
@@ -149,7 +150,7 @@ def _attempt(cfg, backbone, priors, run_dir: Path, callbacks, accelerator, check
     if accelerator.is_main_process: write_dataset(run_dir, data)
     trainer = Trainer(cfg, backbone, data, default_callbacks(cfg, run_dir) + list(callbacks), accelerator=accelerator)
     trainer.run_id, trainer.oom_fallbacks = run_id(run_dir), fallbacks
-    trainer.release_pixels = True                        # this attempt's own data: the pixels go once their latents are cached
+    trainer.owns_data = True                             # this attempt's own data: the pixels go once their latents are cached
     trainer.start_step = start_or_resume(trainer, run_dir, checkpoint)
     return trainer
 

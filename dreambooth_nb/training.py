@@ -246,7 +246,7 @@ class TrainerBase:
 # %% ../nbs/04_training.ipynb #2006e287
 class TrainerSetup(TrainerBase):
     "Part of `Trainer`: trainable modules, optimizer, schedule and caches, prepared once."
-    release_pixels = False              # train() sets it: the pixels go once their latents are cached (see `release_pixels`)
+    owns_data = False                   # train() sets it: this data is the trainer's alone, so its pixels go once cached (`release_pixels`)
     def setup(self):
         "Trainable modules, optimizer, schedule, caches; everything through `accelerator.prepare`."
         cfg, bb, acc = self.cfg, self.backbone, self.accelerator
@@ -268,7 +268,7 @@ class TrainerSetup(TrainerBase):
         self.params = params
         self.fused, self.ema = training_extras(cfg, self.opt, mods, acc.num_processes)
         self.cache = LatentCache(bb, self.data, cfg.random_flip, latent_dtype) if cfg.cache_latents else None
-        if self.cache is not None and self.release_pixels: release_pixels(self.data)
+        if self.cache is not None and self.owns_data: release_pixels(self.data)
         self._prepare_text()
         self.offload_frozen()
 

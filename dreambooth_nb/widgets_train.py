@@ -8,7 +8,8 @@ import html, threading, warnings
 from pathlib import Path
 import ipywidgets as W
 from .config import CheckpointError, ConfigError, DataError, DreamBoothError, ModelError, TrainConfig, validate
-from .data import check_identifier, find_images, kohya_parts, rare_identifiers, sample_subject_dir, scan_concepts
+from .data import check_identifier, find_images, rare_identifiers, sample_subject_dir
+from .concepts import kohya_parts, scan_concepts
 from .training import CancelFitException, Callback, smooth
 from .checkpoint import CheckpointCallback, latest_checkpoint, list_checkpoints
 from .rundir import METRICS_FILE, RunLock, read_metrics

@@ -152,7 +152,7 @@ def test_bad_input_one_message_nothing_written(photos, base, tmp_path, cli):
 def test_a_mask_of_another_size_is_resized_with_a_warning(photos, tmp_path):
     import shutil
     from dreambooth_nb.config import TrainConfig
-    from dreambooth_nb.data import scan_concepts
+    from dreambooth_nb.concepts import scan_concepts
     d = tmp_path / 'dog'; shutil.copytree(photos / 'dog', d)
     Image.open(d / 'portrait_mask.png').resize((20, 30)).save(d / 'portrait_mask.png')
     with pytest.warns(UserWarning, match='resized to the photo'): scan_concepts(TrainConfig(instance_data_dir=str(d), masked_loss=True))
