@@ -13,12 +13,13 @@ from .config import (DreamBoothError, ConfigError, TrainConfig, PRESETS, LORA_FI
 from .rundir import CONFIG_FILE, METRICS_FILE, RunLock, read_run_config, run_settings
 from .eval_cli import add_eval_parser, cmd_eval
 from .plan_cli import add_plan_parser, cmd_plan
+from .script_flags import COMPAT_FLAGS, LORA_COMPAT_FLAGS
 
 # %% auto #0
-__all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'COMPAT_FLAGS', 'LORA_COMPAT_FLAGS', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'TRAIN_EPILOG',
-           'ERRNO_MEANING', 'OOM_ADVICE', 'COMMANDS', 'add_config_flags', 'add_compat_flags', 'pop_compat_notices',
-           'add_sample_parser', 'add_demo_parser', 'add_tiny_parser', 'add_train_parser', 'add_priors_parser',
-           'add_export_parser', 'build_parser', 'parse', 'given_settings', 'config_from_args', 'check_inputs_given',
+__all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'TRAIN_EPILOG', 'ERRNO_MEANING', 'OOM_ADVICE',
+           'COMMANDS', 'add_config_flags', 'add_compat_flags', 'pop_compat_notices', 'add_sample_parser',
+           'add_demo_parser', 'add_tiny_parser', 'add_train_parser', 'add_priors_parser', 'add_export_parser',
+           'build_parser', 'parse', 'given_settings', 'config_from_args', 'check_inputs_given',
            'validation_steps_for_epochs', 'apply_validation_epochs', 'cmd_demo', 'cmd_tiny', 'train_config',
            'cmd_train', 'cmd_priors', 'writable_dir', 'cmd_sample', 'cmd_export', 'describe_os_error', 'main']
 
@@ -40,7 +41,7 @@ def _positive_int(flag: str): return _ranged(int, flag, 1)
 
 # %% ../nbs/09_cli.ipynb #ecef0843
 FLAG_CONSTS = {'offset_noise': 0.1}   # train_dreambooth.py's --offset_noise is a switch; alone it means 0.1
-FLAG_ALIASES = {'lora_target_modules': ('lora_layers',)}
+FLAG_ALIASES = {'lora_target_modules': ('lora_layers',), 'aspect_buckets': ('use_aspect_ratio_buckets',)}   # the scripts' names for our fields
 
 def _flag_value(name: str):
     "An argparse `type` that reads a flag's text with the YAML coercion rules (a bad value is a `ConfigError`)."
@@ -58,75 +59,6 @@ def add_config_flags(parser: argparse.ArgumentParser, only=None, flag_names: dic
         if tp == 'bool': parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
         elif f.name in FLAG_CONSTS: parser.add_argument(*names, type=_flag_value(f.name), nargs='?', const=FLAG_CONSTS[f.name], **kw)
         else: parser.add_argument(*names, type=_flag_value(f.name), metavar=tp.upper(), **kw)
-
-# %% ../nbs/09_cli.ipynb #f23c407d
-_NO_PRODIGY = ("ignored: --optimizer prodigy runs with diffusers' defaults (beta3 = sqrt(beta2); decouple, bias correction "
-               "and safeguard warmup on)")
-_NO_HUB_DATASET = 'not supported: Hub datasets are not downloaded; save the images to a folder and pass --instance_data_dir'
-_UNIFORM_T = "ignored: timesteps are drawn as with the scripts' default (weighting_scheme none)"
-_DREAMBOOTH_FLAGS = {  # train_dreambooth.py -- flag: (nargs, what happens instead)
-    'revision': (None, "ignored: download that revision (`hf download ID --revision R --local-dir DIR`) and pass the folder"),
-    'variant': (None, 'ignored: weights are loaded as stored and trained in the mixed_precision you choose'),
-    'tokenizer_name': (None, "ignored: the model folder's own tokenizer is used"),
-    'dataloader_num_workers': (None, 'not needed: images are decoded once, before training'),
-    'push_to_hub': (0, 'not done: upload the run folder (or an export of it) yourself'),
-    'hub_token': (None, 'ignored, and never logged'),
-    'hub_model_id': (None, 'ignored: nothing is pushed'),
-    'logging_dir': (None, 'trackers write into the run folder'),
-    'prior_generation_precision': (None, 'class images are generated with fp16 autocast on a GPU, in fp32 on a CPU'),
-    'local_rank': (None, 'accelerate sets the process rank'),
-    'enable_xformers_memory_efficient_attention': (0, "not needed: PyTorch's scaled-dot-product attention is used, as fast and lean"),
-    'set_grads_to_none': (0, 'always on'),
-    'tokenizer_max_length': (None, "ignored: the tokenizer's own length (77 for CLIP) is used"),
-    'text_encoder_use_attention_mask': (0, 'ignored: Stable Diffusion text encoders run without an attention mask, as trained'),
-    'skip_save_text_encoder': (0, 'checkpoints hold only the weights that trained'),
-    'validation_images': ('+', 'ignored: only image-conditioned pipelines use them'),
-    'class_labels_conditioning': (None, 'ignored: only DeepFloyd IF uses it'),
-    'validation_scheduler': (None, 'sample grids use DPM-Solver++'),
-}
-
-# %% ../nbs/09_cli.ipynb #7756abf1
-_LORA_SCRIPT_FLAGS = {  # train_dreambooth_lora.py and train_dreambooth_lora_sdxl.py
-    'lora_dropout': (None, 'not available: LoRA layers train without dropout (the scripts\' default, 0.0)'),
-    'image_interpolation_mode': (None, 'images are resized with Lanczos'),
-    'pretrained_vae_model_name_or_path': (None, "ignored: the base model's own VAE is used (for SDXL in fp16, put an fp16-safe VAE such as "
-                                                "madebyollin/sdxl-vae-fp16-fix in the model folder's vae/, or train in bf16)"),
-    'dataset_name': (None, _NO_HUB_DATASET), 'dataset_config_name': (None, _NO_HUB_DATASET),
-    'image_column': (None, _NO_HUB_DATASET), 'caption_column': (None, 'ignored: every image trains with --instance_prompt'),
-    'cache_dir': (None, 'ignored: models come from the Hugging Face cache (set HF_HOME to move it)'),
-    'repeats': (None, 'ignored: each image is seen once per epoch; train longer with --max_train_steps instead'),
-    'do_edm_style_training': (0, "not supported: the base model's own objective (epsilon/v-prediction or flow matching) is trained"),
-    'output_kohya_format': (0, 'checkpoints use diffusers keys; afterwards run `dreambooth-nb export --run OUTPUT_DIR --format lora --lora_format kohya`'),
-    'text_encoder_lr': (None, 'ignored: a trained text encoder uses --learning_rate'),
-    'adam_weight_decay_text_encoder': (None, 'ignored: a trained text encoder uses --adam_weight_decay'),
-    'prodigy_beta3': (None, _NO_PRODIGY), 'prodigy_decouple': (None, _NO_PRODIGY),
-    'prodigy_use_bias_correction': (None, _NO_PRODIGY), 'prodigy_safeguard_warmup': (None, _NO_PRODIGY),
-}
-
-# %% ../nbs/09_cli.ipynb #3fb4f104
-_KLEIN_AND_ADVANCED_FLAGS = {  # train_dreambooth_lora_flux2_klein.py
-    'bnb_quantization_config_path': (None, 'not supported: the base model is loaded unquantised, in --mixed_precision'),
-    'do_fp8_training': (0, 'not supported: training runs in --mixed_precision (bf16 for FLUX.2 klein)'),
-    'max_sequence_length': (None, "ignored: prompts use the model's own length (512 tokens for FLUX.2 klein)"),
-    'text_encoder_out_layers': ('+', "ignored: FLUX.2 klein's conditioning uses the Qwen3 layers Flux2KleinPipeline uses"),
-    'skip_final_inference': (0, 'ignored: sample grids follow --validation_steps; render more with `dreambooth-nb sample`'),
-    'final_validation_prompt': (None, 'ignored: render other prompts after training with `dreambooth-nb sample --prompt`'),
-    'aspect_ratio_buckets': (None, 'not supported: images are cropped square at --resolution'),
-    'use_aspect_ratio_buckets': (0, 'not supported: images are cropped square at --resolution'),
-    'caption_dropout': (None, 'ignored: every image trains with its prompt'),
-    'weighting_scheme': (None, _UNIFORM_T), 'logit_mean': (None, _UNIFORM_T), 'logit_std': (None, _UNIFORM_T), 'mode_scale': (None, _UNIFORM_T),
-    'upcast_before_saving': (0, 'not needed: trainable weights are kept and saved in fp32'),
-    'offload': (0, 'automatic: on a GPU the frozen text encoder and VAE leave the GPU during training'),
-    'enable_npu_flash_attention': (0, "ignored: PyTorch's scaled-dot-product attention is used"),
-    'fsdp_text_encoder': (0, 'ignored: a frozen text encoder runs once, before training, to precompute the prompts'),
-    # the advanced and FLUX.2 scripts
-    'train_text_encoder_ti': (0, 'not supported (pivotal tuning): --train_text_encoder trains the whole text encoder'),
-    'crops_coords_top_left_h': (None, "ignored: SDXL's crop time ids are (0, 0), as for the square crops trained"),
-    'crops_coords_top_left_w': (None, "ignored: SDXL's crop time ids are (0, 0), as for the square crops trained"),
-    'remote_text_encoder': (0, 'ignored: prompts are encoded locally, once, before training'),
-}
-COMPAT_FLAGS = {**_DREAMBOOTH_FLAGS, **_LORA_SCRIPT_FLAGS, **_KLEIN_AND_ADVANCED_FLAGS}   # flag: (nargs, what happens instead)
-LORA_COMPAT_FLAGS = ('lora_dropout', 'use_dora')   # LoRA-only flags: given without --mode, they mean mode=lora too
 
 # %% ../nbs/09_cli.ipynb #5075a275
 def add_compat_flags(parser: argparse.ArgumentParser):
