@@ -177,11 +177,11 @@ def sample_settings(cfg: TrainConfig, backbone=None, **given) -> dict:
     return {**out, **{k: v for k, v in given.items() if v is not None}}
 
 def default_prompts(cfg: TrainConfig, eval: bool = False) -> list[str]:
-    "A run's prompt templates: its validation (else instance) prompt and its class prompt, or the paper's 25 for its class."
-    if eval: return eval_prompts(cfg.class_name)
-    from dreambooth_nb.concepts import concepts_list_file, sample_prompts
-    if cfg.concepts_list and concepts_list_file(cfg).is_file():    # several subjects (a moved run's list found beside it): each concept's prompt, then the classes
-        return sample_prompts(cfg)
+    "A run's prompt templates: its validation (else instance) prompt and its class prompt, or the paper's 25 for its class (for each concept)."
+    from dreambooth_nb.concepts import concepts_list_file, load_concepts, sample_prompts
+    several = cfg.concepts_list and concepts_list_file(cfg).is_file()     # several subjects (a moved run's list found beside it)
+    if eval: return [c.fill(t) for c in load_concepts(cfg) for t in eval_prompts(c.class_name)] if several else eval_prompts(cfg.class_name)
+    if several: return sample_prompts(cfg)                                # each concept's prompt, then the classes
     return [cfg.validation_prompt or cfg.instance_prompt] + ([cfg.class_prompt] if cfg.class_prompt else [])
 
 # %% ../nbs/06_sampling.ipynb #c3a5d0e3

@@ -112,6 +112,9 @@ def test_two_concepts_train_into_one_run(photos, base, tmp_path):
     grid = next(cb for cb in t.callbacks if type(cb).__name__ == 'SampleCallback')
     assert grid.prompts[:2] == ['a photo of olis dog', 'a photo of qwx cat'] and grid.written
     assert Image.open(grid.written[-1]).height >= 4 * 64                      # a row per prompt: both subjects and both classes
+    from dreambooth_nb.sampling import default_prompts
+    evals = default_prompts(t.cfg, eval=True)                                  # `sample --eval`: the paper's 25 for each subject
+    assert len(evals) == 50 and evals[0] == 'a olis dog in the jungle' and evals[25] == 'a qwx cat in the jungle'
 
 def test_a_bucketed_run_resumes_bit_for_bit(photos, base, tmp_path):
     from tests.conftest import train_stopped_and_resumed
