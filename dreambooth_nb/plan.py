@@ -215,7 +215,7 @@ def _knobs(cfg: TrainConfig, family: str) -> dict:
     opt = 'adamw8bit' if cfg.use_8bit_adam else cfg.optimizer
     return dict(family=family, mode=cfg.mode, train_text_encoder=cfg.train_text_encoder, rank=cfg.rank, precision=cfg.mixed_precision,
                 gc=cfg.gradient_checkpointing, res=cfg.resolution, samples=samples, optimizer=opt, fused=cfg.fused_backward,
-                master=getattr(cfg, 'master_weights', 'fp32'))
+                master=cfg.master_weights)
 
 LADDER = [('gradient_checkpointing', dict(gradient_checkpointing=True)), ('8-bit AdamW', dict(use_8bit_adam=False, optimizer='adamw8bit')),
           ('freeze the text encoder', dict(train_text_encoder=False)), ('LoRA rank 16', dict(mode='lora', rank=16)),
@@ -315,7 +315,7 @@ def check_fits(cfg: TrainConfig, total_gib: float, where: str = 'this GPU'):
     p = plan(cfg, 'H200', _ladder=False)
     if fits_in(p.peak_gpu_memory_gib, total_gib): return p.peak_gpu_memory_gib
     msg = f"the run needs about {p.peak_gpu_memory_gib:.1f} GiB of GPU memory (predicted) and {where} has {total_gib:.1f} GiB"
-    if getattr(cfg, 'allow_oom_risk', False): warnings.warn(msg + '; allow_oom_risk=True: trying anyway'); return p.peak_gpu_memory_gib
+    if cfg.allow_oom_risk: warnings.warn(msg + '; allow_oom_risk=True: trying anyway'); return p.peak_gpu_memory_gib
     k = _knobs(cfg, family_of(cfg.pretrained_model_name_or_path))
     static = static_gib(**{n: k[n] for n in ('family', 'mode', 'train_text_encoder', 'rank', 'precision', 'optimizer', 'fused', 'master')})
     certain = is_calibrated(cfg) or not fits_in(static, total_gib)     # weights + grads + optimizer state: arithmetic, no guess

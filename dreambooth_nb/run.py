@@ -4,10 +4,11 @@
 
 # %% ../nbs/07_run.ipynb #24197afb
 from __future__ import annotations
-import gc, io, json, shutil, warnings
+import io, json, shutil, warnings
 from contextlib import nullcontext
 from pathlib import Path
 import torch
+from diffusers.training_utils import free_memory
 from .atomic import atomic_write_bytes
 from .config import ConfigError, TrainConfig, preset, validate
 from .rundir import (CONFIG_FILE, FINAL_MARKER, LOCK_NAME, LOSS_PLOT, METRICS_FILE, PRIORS_DIR, RUN_OUTPUTS, RunLock,
@@ -172,8 +173,7 @@ def step_down(trainer, error: BaseException, run_dir: Path) -> TrainConfig | Non
 def _let_go(trainer):
     "Drop every reference the failed attempt holds to the model and optimizer, and return their memory to the GPU."
     trainer.accelerator.free_memory()                    # accelerate keeps the prepared models and optimizers too
-    trainer.__dict__.clear(); gc.collect()
-    if torch.cuda.is_available(): torch.cuda.empty_cache()
+    trainer.__dict__.clear(); free_memory()              # diffusers' gc + empty cache, as offload_frozen uses
 
 # %% ../nbs/07_run.ipynb #41d333b8
 def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
