@@ -10,6 +10,7 @@ import torch
 from .config import ModelError
 from .backbones import ADAPTERS, TINY_BUILDERS, Backbone, component_weight_files
 import dreambooth_nb.sdxl, dreambooth_nb.flux2        # each adapter registers itself on import
+from .micro import MICRO_NAMES, micro_folder
 
 # %% auto #0
 __all__ = ['SNAPSHOT_PATTERNS', 'PICKLED_SUFFIXES', 'tiny', 'resolve_model_path', 'model_family', 'load_backbone', 'load_base',
@@ -37,7 +38,8 @@ def _snapshot(repo_id: str, local_only: bool) -> Path:
 
 # %% ../nbs/01c_load.ipynb #f9fa7f01
 def resolve_model_path(path_or_id: str) -> Path:
-    "A local folder for `path_or_id`: the folder itself, or the Hub snapshot (cache first, then download)."
+    "A local folder for `path_or_id`: the bundled `micro` model, the folder itself, or the Hub snapshot (cache first, then download)."
+    if path_or_id in MICRO_NAMES: return micro_folder()
     p = Path(path_or_id).expanduser()
     if p.exists() or path_or_id.startswith(('.', '/', '~')) or path_or_id.count('/') != 1:
         if not p.is_dir(): raise ModelError(f"Model folder {p} does not exist. Pass a diffusers folder (with model_index.json) or a Hub id like 'stable-diffusion-v1-5/stable-diffusion-v1-5'.")
@@ -69,7 +71,8 @@ def model_family(path: Path) -> type:
 def load_backbone(path_or_id: str, dtype=torch.float32, device='cpu', base_config: str | None = None,
                   trust_pickled: bool = False) -> Backbone:
     "A backbone from `tiny:<name>`, a local diffusers folder, a Hub id, or a single-file checkpoint."
-    if str(path_or_id).startswith('tiny:'): return tiny(str(path_or_id)[5:]).to(device, dtype)
+    if path_or_id in MICRO_NAMES: path_or_id = 'micro'                    # one name in every record, whichever was typed
+    elif str(path_or_id).startswith('tiny:'): return tiny(str(path_or_id)[5:]).to(device, dtype)
     if Path(path_or_id).expanduser().is_file():
         bb = load_single_file(path_or_id, base_config, trust_pickled, dtype, device)
         bb.weight_files = {'model': Path(path_or_id).expanduser()}
