@@ -180,3 +180,13 @@ def test_a_moved_concepts_run_resumes_samples_and_evaluates(two_concepts, tmp_pa
     train(read_run_config(run).replace(resume_from_checkpoint='latest', max_train_steps=3))
     assert [json.loads(l)['step'] for l in (run / 'metrics.jsonl').read_text().splitlines()] == [1, 2, 3]
     assert {json.loads(l)['concept'] for l in (run / 'dataset.jsonl').read_text().splitlines()} == {'olis', 'qwx'}
+
+def test_cli_eval_steps_have_their_own_range(capsys):
+    "--num_inference_steps 100 is a valid request; a bad one says 'denoising steps', not the images-per-prompt range."
+    import argparse
+    from dreambooth_nb.eval_cli import add_eval_parser
+    p = argparse.ArgumentParser(); add_eval_parser(p.add_subparsers(dest='command'))
+    assert p.parse_args(['eval', '--run', 'r', '--num_inference_steps', '100']).num_inference_steps == 100
+    with pytest.raises(SystemExit): p.parse_args(['eval', '--run', 'r', '--num_inference_steps', '0'])
+    err = capsys.readouterr().err
+    assert 'denoising steps' in err and '1 to 1000' in err and '1 to 64' not in err, err
