@@ -190,3 +190,12 @@ def test_cli_eval_steps_have_their_own_range(capsys):
     with pytest.raises(SystemExit): p.parse_args(['eval', '--run', 'r', '--num_inference_steps', '0'])
     err = capsys.readouterr().err
     assert 'denoising steps' in err and '1 to 1000' in err and '1 to 64' not in err, err
+
+@pytest.mark.parametrize('nb', ['07b_eval', '08f_eval'])
+def test_the_papers_pres_and_div_are_attributed_to_imagen(nb):
+    "The paper's PRES/DIV (0.664 -> 0.493, 0.371 -> 0.391) are from its Table 3, on Imagen; every cell that quotes them says so."
+    from pathlib import Path
+    cells = json.loads((Path(__file__).parents[1] / 'nbs' / f'{nb}.ipynb').read_text())['cells']
+    quoting = [''.join(c['source']) for c in cells if '0.664' in ''.join(c['source'])]
+    assert quoting and all('Imagen' in s for s in quoting), nb
+    assert not any('(SD, Table 1/3)' in s for s in quoting), nb
