@@ -15,6 +15,14 @@ def _count(text: str) -> int:
     if not 1 <= n <= 64: raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, got {text!r}")
     return n
 
+MAX_STEPS = 1000                                # a DDPM schedule's training timesteps: no sampler takes more
+
+def _steps(text: str) -> int:
+    try: n = int(text)
+    except ValueError: n = 0
+    if not 1 <= n <= MAX_STEPS: raise argparse.ArgumentTypeError(f"expected a whole number of denoising steps from 1 to {MAX_STEPS}, got {text!r}")
+    return n
+
 def add_eval_parser(sub):
     "Register `dreambooth-nb eval` on the CLI's subparsers."
     e = sub.add_parser('eval', allow_abbrev=False, help="Score a run's checkpoints (DINO, CLIP-I, CLIP-T, PRES, DIV) and name the best.")
@@ -23,14 +31,14 @@ def add_eval_parser(sub):
     e.add_argument('--prompts', nargs='+', default=None, metavar='P',
                    help="Prompt templates ({identifier}, {class_name}); default or 'eval': the DreamBooth paper's 25 for the run's class")
     e.add_argument('--images_per_prompt', type=_count, default=4, help='Seeds per prompt (1-64; the paper: 4)')
-    e.add_argument('--num_inference_steps', type=_count, default=None, help="Denoising steps (default: the run's sample setting)")
+    e.add_argument('--num_inference_steps', type=_steps, default=None, help="Denoising steps (default: the run's sample setting)")
     e.add_argument('--image_encoder', default=DINO_DEFAULT, help=f'DINO encoder: Hub id (cached), folder, or tiny (default {DINO_DEFAULT})')
     e.add_argument('--clip_model', default=CLIP_DEFAULT, help=f'CLIP model: Hub id (cached), folder, or tiny (default {CLIP_DEFAULT})')
     e.add_argument('--json', action='store_true', help='Print the records, the best checkpoint and any warning as JSON')
     return e
 
 # %% auto #0
-__all__ = ['DINO_DEFAULT', 'CLIP_DEFAULT', 'add_eval_parser', 'checkpoint_spec', 'ProgressBar', 'cmd_eval']
+__all__ = ['DINO_DEFAULT', 'CLIP_DEFAULT', 'MAX_STEPS', 'add_eval_parser', 'checkpoint_spec', 'ProgressBar', 'cmd_eval']
 
 # %% ../nbs/07c_eval_cli.ipynb #45aed0ef
 def checkpoint_spec(text: str):

@@ -180,3 +180,22 @@ def test_a_moved_concepts_run_resumes_samples_and_evaluates(two_concepts, tmp_pa
     train(read_run_config(run).replace(resume_from_checkpoint='latest', max_train_steps=3))
     assert [json.loads(l)['step'] for l in (run / 'metrics.jsonl').read_text().splitlines()] == [1, 2, 3]
     assert {json.loads(l)['concept'] for l in (run / 'dataset.jsonl').read_text().splitlines()} == {'olis', 'qwx'}
+
+def test_cli_eval_steps_have_their_own_range(capsys):
+    "--num_inference_steps 100 is a valid request; a bad one says 'denoising steps', not the images-per-prompt range."
+    import argparse
+    from dreambooth_nb.eval_cli import add_eval_parser
+    p = argparse.ArgumentParser(); add_eval_parser(p.add_subparsers(dest='command'))
+    assert p.parse_args(['eval', '--run', 'r', '--num_inference_steps', '100']).num_inference_steps == 100
+    with pytest.raises(SystemExit): p.parse_args(['eval', '--run', 'r', '--num_inference_steps', '0'])
+    err = capsys.readouterr().err
+    assert 'denoising steps' in err and '1 to 1000' in err and '1 to 64' not in err, err
+
+@pytest.mark.parametrize('nb', ['07b_eval', '08f_eval'])
+def test_the_papers_pres_and_div_are_attributed_to_imagen(nb):
+    "The paper's PRES/DIV (0.664 -> 0.493, 0.371 -> 0.391) are from its Table 3, on Imagen; every cell that quotes them says so."
+    from pathlib import Path
+    cells = json.loads((Path(__file__).parents[1] / 'nbs' / f'{nb}.ipynb').read_text())['cells']
+    quoting = [''.join(c['source']) for c in cells if '0.664' in ''.join(c['source'])]
+    assert quoting and all('Imagen' in s for s in quoting), nb
+    assert not any('(SD, Table 1/3)' in s for s in quoting), nb
