@@ -23,9 +23,10 @@ __all__ = ['PROTOCOL', 'ADAPTERS', 'TINY_BUILDERS', 'TINY_WORDS', 'TINY_UNET', '
            'TINY_FAMILIES', 'SMALL_UNET', 'SMALL_VAE', 'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS',
            'TEXT_LORA_TARGETS', 'LORA_OPTIONS', 'SCHEDULERS', 'IDENTITY_SKIP', 'WINDOWS', 'WINDOW_BYTES', 'ModelParts',
            'BackboneProtocol', 'snr_refusal', 'loading', 'Backbone', 'missing_members', 'register_adapter',
-           'adapter_for_family', 'batch_map', 'batch_expand', 'batch_cat', 'bytes_to_unicode', 'tiny_clip_tokenizer',
-           'SDBackbone', 'tiny_sd', 'draw_noise', 'make_scheduler', 'public_config', 'file_fingerprint',
-           'tensor_fingerprint', 'component_weight_files', 'architecture_hash', 'weights_fingerprint']
+           'adapter_for_family', 'batch_map', 'batch_expand', 'batch_cat', 'bytes_to_unicode', 'clip_text_config',
+           'tiny_clip_tokenizer', 'SDBackbone', 'tiny_sd', 'draw_noise', 'make_scheduler', 'public_config',
+           'file_fingerprint', 'tensor_fingerprint', 'component_weight_files', 'architecture_hash',
+           'weights_fingerprint']
 
 # %% ../nbs/01_backbones.ipynb #27b6f17f
 def _quiet_hf():
@@ -193,6 +194,12 @@ def _add_word(vocab: dict, merges: list, word: str):
         merges.append((cur, p)); cur += p
         vocab.setdefault(cur, len(vocab))
 
+def clip_text_config(tokenizer, **sizes) -> CLIPTextConfig:
+    "A CLIP text config of `sizes` for `tokenizer`: its vocabulary and its start/end tokens (end doubles as padding)."
+    eos = tokenizer.convert_tokens_to_ids('<|endoftext|>')
+    return CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.convert_tokens_to_ids('<|startoftext|>'),
+                          eos_token_id=eos, pad_token_id=eos, **sizes)
+
 def tiny_clip_tokenizer(words=TINY_WORDS, model_max_length: int = 77) -> CLIPTokenizer:
     "A CLIP byte-level BPE tokenizer built in memory: every byte, plus `words` as single tokens."
     vocab, merges = {}, []
@@ -250,9 +257,7 @@ def tiny_sd(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> SDBackbo
     "An SD 1.x (`sd15`) or 2.x (`sd21`, v-prediction) backbone with random weights and an in-memory tokenizer (offline)."
     unet_cfg, vae_cfg, text = TINY_SIZES[size]
     tokenizer = tiny_clip_tokenizer()
-    eos = tokenizer.convert_tokens_to_ids('<|endoftext|>')
-    text_cfg = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.convert_tokens_to_ids('<|startoftext|>'),
-                              eos_token_id=eos, pad_token_id=eos, **text)
+    text_cfg = clip_text_config(tokenizer, **text)
     torch.manual_seed(seed)
     name = f'tiny:{family}' + ('' if size == 'tiny' else f'-{size}')
     return SDBackbone(UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg), CLIPTextModel(text_cfg), tokenizer,

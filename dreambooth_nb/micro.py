@@ -57,13 +57,13 @@ def pretraining_subjects(root: Path | None = None) -> dict[str, str]:
     "Subject -> class for the subjects the micro model (and its image encoder) is pretrained on."
     return {s: c for s, c in subject_classes(root).items() if s not in HELD_OUT}
 
-# %% ../nbs/01d_micro.ipynb #85b13eef
+# %% ../nbs/01d_micro.ipynb #2b21da38
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
-from .backbones import SD_SCHEDULER, TINY_WORDS, SDBackbone, tiny_clip_tokenizer
+from transformers import CLIPTextModel
+from .backbones import SD_SCHEDULER, TINY_WORDS, SDBackbone, clip_text_config, tiny_clip_tokenizer
 
-# %% ../nbs/01d_micro.ipynb #62793078
+# %% ../nbs/01d_micro.ipynb #af42b095
 MICRO_RESOLUTION = 64
 MICRO_CLASS_WORDS = ('stuffed', 'animal', 'bowl', 'can', 'candle', 'clock', 'sneaker', 'boot', 'glasses', 'cartoon', 'vase')
 MICRO_VAE = dict(block_out_channels=(32, 64, 64), layers_per_block=1, in_channels=3, out_channels=3, latent_channels=4,
@@ -83,9 +83,7 @@ def micro_tokenizer():
 def untrained_micro(seed: int = 0) -> SDBackbone:
     "The micro architecture with random weights: what `tools/build_micro.py` starts from."
     tokenizer = micro_tokenizer()
-    eos = tokenizer.convert_tokens_to_ids('<|endoftext|>')
-    text_cfg = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.convert_tokens_to_ids('<|startoftext|>'),
-                              eos_token_id=eos, pad_token_id=eos, **MICRO_TEXT)
+    text_cfg = clip_text_config(tokenizer, **MICRO_TEXT)
     torch.manual_seed(seed)
     return SDBackbone(UNet2DConditionModel(**MICRO_UNET), AutoencoderKL(**MICRO_VAE), CLIPTextModel(text_cfg), tokenizer,
                       DDPMScheduler(**SD_SCHEDULER, prediction_type='epsilon'), name='micro')

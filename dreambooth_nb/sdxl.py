@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 from fastcore.basics import patch
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 from .config import ModelError
 from .backbones import (SD_SCHEDULER, TEXT_LORA_TARGETS, TINY_VAE, UNET_LORA_TARGETS, SDBackbone, _add_lora,
-                                     loading, make_scheduler, register_adapter, tiny_clip_tokenizer)
+                                     clip_text_config, loading, make_scheduler, register_adapter, tiny_clip_tokenizer)
 
 # %% auto #0
 __all__ = ['TINY_SDXL_UNET', 'TINY_SDXL_TEXT', 'SDXLBackbone', 'tiny_sdxl']
@@ -38,9 +38,7 @@ TINY_SDXL_TEXT = dict(hidden_size=32, intermediate_size=37, num_attention_heads=
 def tiny_sdxl(seed: int = 0) -> SDXLBackbone:
     "An SDXL backbone with tiny random weights and in-memory tokenizers (offline, < 1 s)."
     tok, tok2 = tiny_clip_tokenizer(), tiny_clip_tokenizer()
-    eos = tok.convert_tokens_to_ids('<|endoftext|>')
-    text_cfg = CLIPTextConfig(vocab_size=len(tok), bos_token_id=tok.convert_tokens_to_ids('<|startoftext|>'), eos_token_id=eos,
-                              pad_token_id=eos, **TINY_SDXL_TEXT)
+    text_cfg = clip_text_config(tok, **TINY_SDXL_TEXT)
     torch.manual_seed(seed)
     return SDXLBackbone(UNet2DConditionModel(**TINY_SDXL_UNET), AutoencoderKL(**TINY_VAE, scaling_factor=0.13025),
                         CLIPTextModel(text_cfg), CLIPTextModelWithProjection(text_cfg), tok, tok2,
