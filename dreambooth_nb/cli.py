@@ -240,8 +240,8 @@ def check_inputs_given(given: dict):
     "Raise `ConfigError` naming the base model and/or photos that neither the flags, the config file nor a preset gave."
     model = given.get('pretrained_model_name_or_path')
     missing = [] if model else ['--pretrained_model_name_or_path (a diffusers folder, a Hub id, or tiny:sd15 for a test run)']
-    if 'instance_data_dir' not in given and not str(model or '').startswith('tiny:'):
-        missing.append('--instance_data_dir (the folder of your 3-5 subject photos)')
+    if not {'instance_data_dir', 'concepts_list'} & set(given) and not str(model or '').startswith('tiny:'):   # a concepts list is the photos
+        missing.append('--instance_data_dir (the folder of your 3-5 subject photos) or --concepts_list')
     if missing:
         raise ConfigError(f"train needs {' and '.join(missing)}; give {'them' if len(missing) > 1 else 'it'} as flags or in --config. "
                           "For the bundled dog example run `dreambooth-nb demo` or `dreambooth-nb train --preset demo`.")

@@ -13,7 +13,7 @@ from .data import find_images, load_image, load_mask, mask_file, read_caption, s
 
 # %% auto #0
 __all__ = ['Concept', 'config_concept', 'concepts_list_file', 'load_concepts', 'kohya_parts', 'ImageEntry', 'concept_entries',
-           'sample_prompts', 'scan_concepts']
+           'sample_prompts', 'check_class_folders', 'scan_concepts']
 
 # %% ../nbs/02a_concepts.ipynb #58692d62
 @dataclass
@@ -117,6 +117,24 @@ def sample_prompts(cfg) -> list[str]:
     concepts = load_concepts(cfg)
     return list(dict.fromkeys([c.fill(c.instance_prompt) for c in concepts] + [c.fill(c.class_prompt) for c in concepts if c.class_prompt]))
 
+def _same_or_inside(folder, other) -> bool:
+    a, b = Path(folder).expanduser().resolve(), Path(other).expanduser().resolve()
+    return a == b or a.is_relative_to(b)
+
+def check_class_folders(cfg, concepts: list[Concept]):
+    "Refuse a class-image folder that is, or lies inside, a subject's photo folder (priors would be written among the photos)."
+    if not cfg.with_prior_preservation: return
+    banks = [c.class_data_dir for c in concepts if c.class_data_dir] + ([Path(cfg.class_data_dir)] if cfg.class_data_dir else [])
+    for bank in banks:
+        for c in concepts:
+            if not _same_or_inside(bank, c.instance_data_dir): continue
+            where = 'is' if Path(bank).expanduser().resolve() == Path(c.instance_data_dir).expanduser().resolve() else 'lies inside'
+            raise ConfigError(f"class_data_dir {bank} {where} the photo folder {c.instance_data_dir} of {c.identifier!r}: class images "
+                              f"written there would be trained as photos of the subject by the next run. Choose a class_data_dir "
+                              f"outside it, or leave it empty (the run's own priors/ folder).")
+
 def scan_concepts(cfg) -> list[ImageEntry]:
-    "Every instance photo of the run, checked; raises the first problem as one clear error."
-    return [e for c in load_concepts(cfg) for e in concept_entries(c, cfg.masked_loss)]
+    "Every instance photo of the run, checked (and its class-image folders kept apart from the photos); raises the first problem as one clear error."
+    concepts = load_concepts(cfg)
+    check_class_folders(cfg, concepts)
+    return [e for c in concepts for e in concept_entries(c, cfg.masked_loss)]

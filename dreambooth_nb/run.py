@@ -12,7 +12,7 @@ from diffusers.training_utils import free_memory
 from .atomic import atomic_write_bytes
 from .config import ConfigError, TrainConfig, preset, validate
 from .rundir import (CONFIG_FILE, FINAL_MARKER, LOCK_NAME, LOSS_PLOT, METRICS_FILE, PRIORS_DIR, RUN_OUTPUTS, RunLock,
-                                  config_for_run, is_run_dir, run_id, truncate_metrics)
+                                  config_for_run, is_run_dir, local_paths_absolute, run_id, truncate_metrics)
 from .load import load_base, tiny
 from .data import check_identifier, find_images, sample_subject_dir, subject_data, write_dataset
 from .concepts import sample_prompts, scan_concepts
@@ -179,7 +179,7 @@ def _let_go(trainer):
 def train(cfg: TrainConfig, callbacks=(), overwrite: bool = False) -> Trainer:
     "Run DreamBooth for `cfg` into `cfg.output_dir`; returns the finished trainer."
     run_dir = Path(cfg.output_dir).expanduser()
-    cfg = with_recorded_fallbacks(cfg, run_dir)          # a resumed run keeps the rungs it stepped down to
+    cfg = with_recorded_fallbacks(local_paths_absolute(cfg), run_dir)   # paths that do not depend on the cwd; a resumed run keeps its rungs
     accelerator = make_accelerator(cfg)
     backbone, main = _load_checked(cfg, accelerator), accelerator.is_main_process
     with RunLock(run_dir) if main else nullcontext():

@@ -12,10 +12,11 @@ from .config import DreamBoothError, TrainConfig
 # %% auto #0
 __all__ = ['CONFIG_FILE', 'RUN_INFO', 'LOCK_NAME', 'METRICS_FILE', 'LOSS_PLOT', 'PRIORS_DIR', 'SAMPLES_DIR', 'CHECKPOINT_PREFIX',
            'MANIFEST_FILE', 'LEGACY_CHECKPOINTS_DIR', 'FINAL_MARKER', 'FALLBACK_FILE', 'RUN_OUTPUTS', 'PATH_FIELDS',
-           'RUN_MARKS', 'checkpoint_name', 'sample_grid_name', 'is_run_dir', 'RunLockedError', 'read_holder', 'RunLock',
-           'config_for_run', 'config_from_run', 'is_run_config', 'run_settings', 'read_run_config', 'shareable_config',
-           'run_id', 'read_jsonl', 'metrics_path', 'read_metrics', 'append_metrics', 'truncate_metrics',
-           'read_checkpoint_manifest', 'write_checkpoint_manifest']
+           'ALWAYS_PATHS', 'RUN_MARKS', 'checkpoint_name', 'sample_grid_name', 'is_run_dir', 'RunLockedError',
+           'read_holder', 'RunLock', 'local_paths_absolute', 'config_for_run', 'config_from_run', 'is_run_config',
+           'run_settings', 'read_run_config', 'shareable_config', 'run_id', 'read_jsonl', 'metrics_path',
+           'read_metrics', 'append_metrics', 'truncate_metrics', 'read_checkpoint_manifest',
+           'write_checkpoint_manifest']
 
 # %% ../nbs/00a_rundir.ipynb #ef0e793e
 CONFIG_FILE, RUN_INFO, LOCK_NAME = 'config.yaml', 'run.json', '.lock'
@@ -107,15 +108,23 @@ class RunLock:
 # %% ../nbs/00a_rundir.ipynb #f0e8d594
 PATH_FIELDS = ('pretrained_model_name_or_path', 'base_config', 'instance_data_dir', 'class_data_dir', 'concepts_list', 'output_dir')
 
-def _is_local(value) -> bool:
-    return bool(value) and not str(value).startswith('tiny:') and Path(value).expanduser().exists()
+ALWAYS_PATHS = ('instance_data_dir', 'class_data_dir', 'concepts_list')   # never a Hub id, even before the folder exists
+
+def _is_local(value, name: str = '') -> bool:
+    "A local path: an existing file or folder (whatever it looks like, `reltiny` too), or any value of a field that is always a path."
+    if not value or str(value).startswith('tiny:'): return False
+    return name in ALWAYS_PATHS or Path(value).expanduser().exists()
+
+def local_paths_absolute(cfg: TrainConfig) -> TrainConfig:
+    "`cfg` with every local path absolute, so that nothing it names depends on the working directory it was given in."
+    return cfg.replace(**{n: str(Path(getattr(cfg, n)).expanduser().resolve()) for n in PATH_FIELDS[:-1] if _is_local(getattr(cfg, n), n)})
 
 def config_for_run(cfg: TrainConfig, run_dir) -> TrainConfig:
     "The config as a run folder stores it: paths inside the run relative, other local paths absolute."
     run, changes = Path(run_dir).resolve(), {'output_dir': '.'}
     for name in PATH_FIELDS[:-1]:
         value = getattr(cfg, name)
-        if not _is_local(value): continue
+        if not _is_local(value, name): continue
         p = Path(value).expanduser().resolve()
         changes[name] = str(p.relative_to(run)) if p.is_relative_to(run) else str(p)
     return cfg.replace(**changes)
