@@ -318,8 +318,8 @@ def cmd_demo(args) -> int:
     return _stop_status(trainer, args.out)
 
 def cmd_tiny(args) -> int:
-    from dreambooth_nb.load import tiny
-    path = tiny(args.family).save_pretrained(args.out)
+    from dreambooth_nb.load import save_tiny
+    path = save_tiny(args.family, args.out)              # a new or empty folder, or an earlier tiny's: never someone's model
     print(f"Wrote a tiny {args.family} backbone (random weights) to {path}; load it with diffusers' DiffusionPipeline.from_pretrained('{path}').")
     return 0
 
