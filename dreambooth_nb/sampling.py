@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 from .atomic import now_utc, write_png
+from .outputs import OutputError
 from .config import CheckpointError, ConfigError, TrainConfig
 from .training import Callback
 from .checkpoint import checkpoint_dir, list_checkpoints, load_trained, run_root   # 05: checkpoints are above sampling
@@ -229,12 +230,14 @@ class SampleWriter:
     "Writes each image of one call as it is made, `NNN-PP-seedS.png` (call, prompt, seed), its record in the PNG's `dreambooth_nb` chunk."
     def __init__(self, out, prompts, seeds, settings: dict, record: dict):
         from dreambooth_nb.priors import write_png as write_recorded           # the priors bank's PNG records, read back by `read_record`
-        self.out, self.prompts, self.seeds, self.settings, self.record = Path(out), prompts, list(seeds), settings, record
+        refs = [str(r) if isinstance(r, (str, Path)) else 'an image in memory' for r in settings.get('ref_images') or []]
+        self.settings = {**{k: v for k, v in settings.items() if k != 'ref_images'}, **({'ref_images': refs} if refs else {})}   # JSON only
+        self.out, self.prompts, self.seeds, self.record = Path(out), prompts, list(seeds), record
         self.call, self.written, self._write = next_call(out), [], write_recorded
 
     def write(self, img, name: str, **record) -> Path:
         path = self.out / f'{self.call:03d}-{name}.png'
-        if path.exists(): raise CheckpointError(f"{path} exists; sample never overwrites an earlier call's images. Choose another --out.")
+        if path.exists(): raise OutputError(f"{path} exists; sample never overwrites an earlier call's images. Choose another --out.")
         self._write(img, path, {**self.record, **self.settings, **record, 'created': now_utc()}); self.written.append(path)
         return path
 
