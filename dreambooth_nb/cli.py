@@ -318,8 +318,8 @@ def cmd_demo(args) -> int:
     return _stop_status(trainer, args.out)
 
 def cmd_tiny(args) -> int:
-    from dreambooth_nb.load import tiny
-    path = tiny(args.family).save_pretrained(args.out)
+    from dreambooth_nb.load import save_tiny
+    path = save_tiny(args.family, args.out)              # a new or empty folder, or an earlier tiny's: never someone's model
     print(f"Wrote a tiny {args.family} backbone (random weights) to {path}; load it with diffusers' DiffusionPipeline.from_pretrained('{path}').")
     return 0
 
@@ -370,15 +370,15 @@ def writable_dir(path) -> Path:
     return path
 
 def cmd_sample(args) -> int:
-    "The run's checkpoint through `sample_run` (what the Sample panel uses too): PNGs, grid.png, compare.png."
-    from dreambooth_nb.sampling import sample_run
-    seeds = parse_seeds(args.seeds)
-    out = writable_dir(args.out if args.out else Path(args.run) / 'samples' / 'cli')    # before minutes of sampling
-    s = sample_run(args.run, args.prompt, seeds, args.checkpoint, out, eval=args.eval, lora_scale=args.lora_scale, compare=args.compare, ema=args.ema,
-                   num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, width=args.width, height=args.height,
+    "The run's checkpoint through `sample_run`: this call's PNGs (NNN-PP-seedS.png as each is made, NNN-grid.png, NNN-compare.png), a progress bar."
+    from dreambooth_nb.sampling import run_root, sample_checkpoint, sample_run
+    seeds, folder = parse_seeds(args.seeds), sample_checkpoint(args.run, args.checkpoint)     # not a run: refused before anything is written
+    out = writable_dir(args.out if args.out else run_root(folder) / 'samples' / 'cli')         # before minutes of sampling
+    s = sample_run(folder, args.prompt, seeds, args.checkpoint, out, eval=args.eval, lora_scale=args.lora_scale, compare=args.compare, ema=args.ema,
+                   progress=True, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, width=args.width, height=args.height,
                    negative_prompt=args.negative_prompt, scheduler=args.scheduler, ref_images=args.ref)
-    print(f"{len(s.images)} images from {s.checkpoint.name} ({s.mode}) in {out}: one PNG per prompt and seed, grid.png"
-          + (", compare.png (base vs fine-tuned)" if args.compare else '')
+    print(f"{len(s.images)} images from {s.checkpoint.name} ({s.mode}) in {out}, call {s.call:03d}: {s.call:03d}-PP-seedS.png per prompt and seed "
+          f"(prompt, seed and checkpoint in each PNG's 'dreambooth_nb' text chunk), {s.call:03d}-grid.png" + (f", {s.call:03d}-compare.png (base vs fine-tuned)" if args.compare else '')
           + f"; {s.settings['width']}x{s.settings['height']}, {s.settings['num_inference_steps']} steps, guidance {s.settings['guidance_scale']}.")
     return 0
 

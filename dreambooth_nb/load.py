@@ -13,8 +13,8 @@ import dreambooth_nb.sdxl, dreambooth_nb.flux2        # each adapter registers i
 from .micro import MICRO_NAMES, micro_folder
 
 # %% auto #0
-__all__ = ['SNAPSHOT_PATTERNS', 'PICKLED_SUFFIXES', 'tiny', 'resolve_model_path', 'model_family', 'load_backbone', 'load_base',
-           'load_single_file', 'same_model', 'model_difference', 'identity_record']
+__all__ = ['TINY_MARKER', 'SNAPSHOT_PATTERNS', 'PICKLED_SUFFIXES', 'tiny', 'save_tiny', 'resolve_model_path', 'model_family',
+           'load_backbone', 'load_base', 'load_single_file', 'same_model', 'model_difference', 'identity_record']
 
 # %% ../nbs/01c_load.ipynb #d119bb9c
 def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> Backbone:
@@ -25,6 +25,24 @@ def tiny(family: str = 'sd15', seed: int = 0, size: str = 'tiny') -> Backbone:
     backbone = TINY_BUILDERS[name](seed=seed)
     backbone.identity                                     # fingerprinted from its tensors before anyone trains it
     return backbone
+
+# %% ../nbs/01c_load.ipynb #a6938a6c
+TINY_MARKER = '.dreambooth_nb-tiny.json'
+
+def save_tiny(family: str, out) -> Path:
+    "Write `tiny(family)` as a diffusers folder at `out`: a new or empty folder, or one an earlier `save_tiny` wrote; any other is refused."
+    from dreambooth_nb.outputs import OutputError, OutputPlan, owned_files, publish, staged
+    out = Path(out).expanduser().absolute()
+    if out.exists() and not out.is_dir(): raise OutputError(f"--out {out} is a file; give a new or empty folder.")
+    ours = owned_files(out, TINY_MARKER).get('files', []) if out.exists() else []
+    if out.exists() and not ours and (there := sorted(p.name for p in out.iterdir())):
+        raise OutputError(f"--out {out} is not empty ({', '.join(there[:3])}{', ...' if len(there) > 3 else ''}) and was not written by "
+                          f"`dreambooth-nb tiny`; nothing was written. Give a new or empty folder.")
+    backbone = tiny(family)                               # an unknown family is refused before anything is written
+    plan = OutputPlan(out, 'folder', None, None, replace=[f for f in ours if (out / f).exists()], entry='model_index.json')
+    with staged(plan) as stage:
+        backbone.save_pretrained(stage)
+        return publish(stage, plan, TINY_MARKER)
 
 # %% ../nbs/01c_load.ipynb #bc25c8ed
 SNAPSHOT_PATTERNS = ['model_index.json', '*/config.json', '*/*.safetensors.index.json', 'scheduler/*.json', 'tokenizer/*',

@@ -10,12 +10,12 @@ from pathlib import Path
 from .config import ConfigError, TrainConfig
 
 # %% auto #0
-__all__ = ['ACTIVATION_FAMILY', 'COUNTS', 'FAMILIES', 'MEASURED', 'OPTIMIZER_BYTES', 'GIB', 'ACT_GIB', 'GPUS', 'CUDA_CONTEXT_GIB',
-           'SPEED', 'MEASURED_GENERATION', 'DISK_GB_PER_S', 'LADDER', 'ASSUMPTIONS', 'BF16_MISSING', 'CALIBRATED',
-           'arch_counts', 'family_from_folder', 'family_of', 'units', 'trainable_params', 'static_gib', 'calibrate',
-           'peak_gib', 'interpolate', 'step_work', 'optimizer_seconds', 'fit_speed', 'step_seconds',
-           'generation_seconds', 'Plan', 'fits_in', 'plan', 'ladder', 'detect_gpu', 'is_calibrated', 'check_fits',
-           'preflight']
+__all__ = ['ACTIVATION_FAMILY', 'COUNTS', 'FAMILIES', 'LOCAL_MODULES', 'MEASURED', 'OPTIMIZER_BYTES', 'GIB', 'ACT_GIB', 'GPUS',
+           'CUDA_CONTEXT_GIB', 'SPEED', 'MEASURED_GENERATION', 'DISK_GB_PER_S', 'LADDER', 'ASSUMPTIONS', 'BF16_MISSING',
+           'CALIBRATED', 'arch_counts', 'family_from_folder', 'family_of', 'module_counts', 'local_family', 'units',
+           'trainable_params', 'static_gib', 'calibrate', 'peak_gib', 'interpolate', 'step_work', 'optimizer_seconds',
+           'fit_speed', 'step_seconds', 'generation_seconds', 'offloaded', 'Plan', 'fits_in', 'plan', 'ladder',
+           'detect_gpu', 'is_calibrated', 'check_fits', 'preflight']
 
 # %% ../nbs/07a_plan.ipynb #2f0f8f25
 ACTIVATION_FAMILY = {'sd15': 'sd', 'sd21': 'sd', 'sdxl': 'sdxl', 'flux2-klein-4b': 'flux', 'flux2-klein-9b': 'flux9'}  # whose activation constant
@@ -61,6 +61,41 @@ def family_of(name: str) -> str:
     if '2-1' in n or 'sd21' in n or '2-base' in n or 'v2' in n: return 'sd21'
     return "sd15"
 
+# %% ../nbs/07a_plan.ipynb #4629df03
+LOCAL_MODULES = {'unet': 'denoiser', 'text_encoder': 'text', 'text_encoder_2': 'text2', 'vae': 'vae'}   # SD / SDXL folders
+
+def module_counts(folder, name: str) -> tuple[int, int] | None:
+    "(parameters, LoRA parameters per unit of rank) of `folder/name`, built from its config.json on the meta device; None without one."
+    folder = Path(folder).expanduser()
+    cfg = _json(folder / name / 'config.json')
+    if not cfg: return None
+    import torch, diffusers, transformers
+    from dreambooth_nb.backbones import TEXT_LORA_TARGETS, UNET_LORA_TARGETS
+    with torch.device('meta'):
+        if '_class_name' in cfg: model = getattr(diffusers, cfg['_class_name']).from_config(cfg)
+        else: model = getattr(transformers, cfg['architectures'][0])(transformers.AutoConfig.from_pretrained(folder / name))
+    targets = UNET_LORA_TARGETS if name == 'unet' else TEXT_LORA_TARGETS if name.startswith('text') else []
+    lora = sum(m.in_features + m.out_features for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and any(n == t or n.endswith('.' + t) for t in targets))
+    return sum(p.numel() for p in model.parameters()), lora
+
+def local_family(name, family: str) -> tuple[str, str]:
+    "The planner family of base model `name` (a local SD/SDXL folder's own counts, registered as `family@folder`) and a line saying what was assumed."
+    folder = Path(str(name)).expanduser()
+    if str(name).startswith('tiny:'): return family, f'model: {name} (random tiny weights) planned as the full-size {family}, an upper bound'
+    if not folder.is_dir(): return family, f'model: {name} planned as {family} (its shipped architecture counts)'
+    if FAMILIES[family]['act'] not in ('sd', 'sdxl') or not (found := {m: c for m in LOCAL_MODULES if (c := module_counts(folder, m))}):
+        return family, f'model: local folder {folder} planned as the full-size {family} (no module configs counted)'
+    row = dict(FAMILIES[family], text2=0.0 if 'text_encoder' in found and 'text_encoder_2' not in found else FAMILIES[family]['text2'])
+    for module, (params, lora) in found.items():
+        row[LOCAL_MODULES[module]] = params / 1e6
+    if 'unet' in found: row['lora_denoiser'] = found['unet'][1] / 1e6
+    if texts := [found[m][1] for m in ('text_encoder', 'text_encoder_2') if m in found]: row['lora_text'] = sum(texts) / 1e6
+    key = f'{family}@{folder}'
+    FAMILIES[key], COUNTS[key] = row, COUNTS[family]
+    said = ', '.join(f'{m} {c[0] / 1e6:.2f}M' for m, c in found.items())
+    return key, f'model: local folder {folder} ({family}): parameters counted from its configs ({said}); activations and time as the full-size {family}, an upper bound'
+
 # %% ../nbs/07a_plan.ipynb #c497300a
 MEASURED = [  # H200, earlier sessions (see the intro): config fields, family, measured peak GiB, it/s
     dict(name='SD 1.5 full UNet+TE, PP, GC, fp16', family='sd15', mode='full', train_text_encoder=True, gc=True, res=512, samples=2, precision='fp16', rank=4, peak=19.1e9/2**30, its=2.94),
@@ -86,10 +121,10 @@ def trainable_params(family, mode, train_text_encoder, rank) -> float:
 
 # %% ../nbs/07a_plan.ipynb #f486eef4
 def static_gib(family, mode, train_text_encoder, rank, precision, optimizer='adamw', fused=False, offload=False, master='fp32') -> float:
-    "Weights, gradients and optimizer state on the GPU (GiB)."
+    "Weights, gradients and optimizer state on the GPU (GiB); `offload`: True (text encoders and VAE off the GPU) or the names of those that are ('text', 'vae')."
     f, wbytes = FAMILIES[family], (2 if precision in ('fp16', 'bf16') else 4)
-    flux = f['act'].startswith('flux')
-    on_gpu = {'denoiser': f['denoiser'], 'text': 0 if (flux or offload) else f['text'] + f['text2'], 'vae': 0 if (flux or offload) else f['vae']}
+    flux, off = f['act'].startswith('flux'), {'text', 'vae'} if offload is True else set(offload or ())
+    on_gpu = {'denoiser': f['denoiser'], 'text': 0 if (flux or 'text' in off) else f['text'] + f['text2'], 'vae': 0 if (flux or 'vae' in off) else f['vae']}
     n = trainable_params(family, mode, train_text_encoder, rank)
     if mode == 'full':   # trained modules live in fp32 instead of the weight dtype
         on_gpu['denoiser'] = 0
@@ -210,12 +245,17 @@ def _seconds(cfg, k, gpu) -> dict:
     s['total'] = sum(s.values()); return {k2: round(v, 1) for k2, v in s.items()}
 
 # %% ../nbs/07a_plan.ipynb #dd9bc575
+def offloaded(cfg: TrainConfig) -> tuple:
+    "What training moves off the GPU (04_training's `offload_frozen`): a frozen text encoder whose prompts are precomputed, a VAE behind the latent cache."
+    idle = (('text', not cfg.train_text_encoder and cfg.pre_compute_text_embeddings), ('vae', cfg.cache_latents))
+    return tuple(name for name, off in idle if off)
+
 def _knobs(cfg: TrainConfig, family: str) -> dict:
     samples = cfg.train_batch_size * (2 if cfg.with_prior_preservation else 1)
     opt = 'adamw8bit' if cfg.use_8bit_adam else cfg.optimizer
     return dict(family=family, mode=cfg.mode, train_text_encoder=cfg.train_text_encoder, rank=cfg.rank, precision=cfg.mixed_precision,
                 gc=cfg.gradient_checkpointing, res=cfg.resolution, samples=samples, optimizer=opt, fused=cfg.fused_backward,
-                master=cfg.master_weights)
+                offload=offloaded(cfg), master=cfg.master_weights)
 
 LADDER = [('gradient_checkpointing', dict(gradient_checkpointing=True)), ('8-bit AdamW', dict(use_8bit_adam=False, optimizer='adamw8bit')),
           ('freeze the text encoder', dict(train_text_encoder=False)), ('LoRA rank 16', dict(mode='lora', rank=16)),
@@ -232,7 +272,7 @@ class Plan:
         rows += [f"  {k:12s} {v:9.0f} s" for k, v in self.seconds.items()]
         rows.append('verdict: ' + {True: 'fits', False: 'does NOT fit', None: 'no GPU (CPU run)'}[self.fits])
         rows += [f"  change: {c['change']} -> {c['peak_gpu_memory_gib']:.2f} GiB{' (fits)' if c['fits'] else ''}" for c in self.changes]
-        rows += [a for a in self.assumptions if a.startswith('warning:')]      # what the user should change (bf16 on a T4)
+        rows += [a for p in ('model:', 'warning:') for a in self.assumptions if a.startswith(p)]   # the model assumed; what to change (bf16 on a T4)
         return '\n'.join(rows)
 
 # %% ../nbs/07a_plan.ipynb #fd297e17
@@ -242,8 +282,11 @@ def fits_in(peak: float, total_gib: float) -> bool:
 
 def _fits(peak, gpu): return None if GPUS[gpu][0] is None else fits_in(peak, GPUS[gpu][0])
 
-def _check_gpu(gpu):
-    if gpu not in GPUS: raise ConfigError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)}")
+def _check_gpu(gpu) -> str:
+    "The GPUS name of `gpu` in any case ('t4' -> 'T4'); an unknown one is a `ConfigError` listing them."
+    found = {g.lower(): g for g in GPUS}.get(str(gpu).lower())
+    if found is None: raise ConfigError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)} (any case)")
+    return found
 
 # %% ../nbs/07a_plan.ipynb #13529d3b
 def _host_and_disk(cfg, k):
@@ -259,11 +302,11 @@ def _host_and_disk(cfg, k):
 # %% ../nbs/07a_plan.ipynb #e2420774
 def plan(cfg: TrainConfig, gpu: str | None = None, _ladder: bool = True) -> Plan:
     "Predict peak GPU memory, host RAM, disk and seconds of `cfg` on `gpu` (default: this machine's)."
-    gpu = gpu or detect_gpu(); _check_gpu(gpu)
-    family = family_of(cfg.pretrained_model_name_or_path); k = _knobs(cfg, family)
+    gpu = _check_gpu(gpu or detect_gpu())
+    family, assumed = local_family(cfg.pretrained_model_name_or_path, family_of(cfg.pretrained_model_name_or_path))
+    k = _knobs(cfg, family)
     peak = round(peak_gib(**k), 2); host, disk = _host_and_disk(cfg, k)
-    p = Plan(gpu, peak, host, disk, _fits(peak, gpu), _seconds(cfg, k, gpu), assumptions=ASSUMPTIONS[:])
-    if cfg.pretrained_model_name_or_path.startswith('tiny:'): p.assumptions.insert(0, f'tiny model: planned as the full-size {family} (an upper bound)')
+    p = Plan(gpu, peak, host, disk, _fits(peak, gpu), _seconds(cfg, k, gpu), assumptions=[assumed] + ASSUMPTIONS)
     if k['precision'] == 'bf16' and not GPUS[gpu][2]: p.assumptions.insert(0, BF16_MISSING.format(gpu=gpu))
     if _ladder and p.fits is False: p.changes = ladder(cfg, gpu)
     return p
@@ -317,7 +360,7 @@ def check_fits(cfg: TrainConfig, total_gib: float, where: str = 'this GPU'):
     msg = f"the run needs about {p.peak_gpu_memory_gib:.1f} GiB of GPU memory (predicted) and {where} has {total_gib:.1f} GiB"
     if cfg.allow_oom_risk: warnings.warn(msg + '; allow_oom_risk=True: trying anyway'); return p.peak_gpu_memory_gib
     k = _knobs(cfg, family_of(cfg.pretrained_model_name_or_path))
-    static = static_gib(**{n: k[n] for n in ('family', 'mode', 'train_text_encoder', 'rank', 'precision', 'optimizer', 'fused', 'master')})
+    static = static_gib(**{n: k[n] for n in ('family', 'mode', 'train_text_encoder', 'rank', 'precision', 'optimizer', 'fused', 'offload', 'master')})
     certain = is_calibrated(cfg) or not fits_in(static, total_gib)     # weights + grads + optimizer state: arithmetic, no guess
     if not certain:                                 # only a scaled activation guess says no: warn, and go on
         warnings.warn(msg + " — an estimate not yet calibrated on a measured run of this kind, so training starts anyway; "

@@ -5,7 +5,7 @@
 # %% ../nbs/07d_plan_cli.ipynb #ace40271
 from __future__ import annotations
 import argparse, sys
-from .config import PRESETS, TrainConfig
+from .config import ConfigError, PRESETS, TrainConfig
 from .plan import GPUS, plan
 
 # %% auto #0
@@ -25,6 +25,9 @@ def add_plan_parser(sub, train_flags, train_settings):
 def cmd_plan(args) -> int:
     "Print the plan of the train settings `args` give (table or JSON); 0 when it fits or on CPU, 3 when it does not."
     given, notices = args.train_settings(args)
+    if not given.get('pretrained_model_name_or_path'):
+        raise ConfigError("plan needs a base model: pass --pretrained_model_name_or_path (a Hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
+                          f"a local diffusers folder, or tiny:sd15), --preset ({', '.join(sorted(PRESETS))}) or --config FILE.")
     for note in notices: print(f"notice: {note}", file=sys.stderr)
     p = plan(TrainConfig.from_dict(given), args.gpu)
     print(p.to_json() if args.json else p.table())

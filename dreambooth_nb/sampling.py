@@ -4,19 +4,23 @@
 
 # %% ../nbs/06_sampling.ipynb #a798f64e
 from __future__ import annotations
-import inspect, warnings
+import inspect, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from .atomic import write_png
-from .config import ConfigError, TrainConfig
+from tqdm.auto import tqdm
+from .atomic import now_utc, write_png
+from .outputs import OutputError
+from .config import CheckpointError, ConfigError, TrainConfig
 from .training import Callback
+from .checkpoint import checkpoint_dir, list_checkpoints, load_trained, run_root   # 05: checkpoints are above sampling
 
 # %% auto #0
-__all__ = ['EVAL_PROMPTS', 'LIVE_CLASSES', 'check_size', 'SamplingStopped', 'reference_images', 'generate', 'set_lora_scale',
-           'wrap_label', 'image_grid', 'save_png', 'compare_grid', 'eval_prompts', 'sample_settings', 'default_prompts',
-           'Samples', 'sample_images', 'sample_run', 'log_grid', 'SampleCallback']
+__all__ = ['EVAL_PROMPTS', 'LIVE_CLASSES', 'CALL_NAME', 'check_size', 'SamplingStopped', 'reference_images', 'generate',
+           'set_lora_scale', 'wrap_label', 'image_grid', 'save_png', 'compare_grid', 'eval_prompts', 'sample_settings',
+           'default_prompts', 'Samples', 'fill_prompts', 'sample_images', 'next_call', 'SampleWriter',
+           'sample_checkpoint', 'sample_run', 'log_grid', 'SampleCallback']
 
 # %% ../nbs/06_sampling.ipynb #63546188
 def check_size(width: int, height: int, multiple: int = 8, max_pixels: int = 4 * 1024 * 1024):
@@ -60,8 +64,8 @@ def reference_images(backbone, images) -> list[Image.Image] | None:
 # %% ../nbs/06_sampling.ipynb #b0c7e1a1
 def generate(backbone, prompts, seeds=(0,), num_inference_steps: int = 25, guidance_scale: float = 7.5,
              width: int | None = None, height: int | None = None, negative_prompt: str | None = None,
-             scheduler: str = 'dpm++', batch_size: int = 4, ref_images=None, on_progress=None, should_stop=None) -> list[Image.Image]:
-    "Images for every (prompt, seed) pair, prompt-major; same seed -> same image; `ref_images` for backbones that read references."
+             scheduler: str = 'dpm++', batch_size: int = 4, ref_images=None, on_progress=None, should_stop=None, on_image=None) -> list[Image.Image]:
+    "Images for every (prompt, seed) pair, prompt-major; same seed -> same image; `ref_images` for backbones that read references; `on_image(k, image)` as each is made."
     width, height = width or backbone.native_resolution, height or backbone.native_resolution
     check_size(width, height, multiple=getattr(backbone, 'size_multiple', 8))
     refs = reference_images(backbone, ref_images)
@@ -79,6 +83,8 @@ def generate(backbone, prompts, seeds=(0,), num_inference_steps: int = 25, guida
                            width=width, height=height, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            generator=[torch.Generator('cpu').manual_seed(s) for _, s in chunk], output_type='pil',
                            **({'image': refs} if refs else {}), **step_kw)
+            for k, img in enumerate(out.images, start=len(images)):
+                if on_image: on_image(k, img)              # e.g. written to disk now: Ctrl-C later keeps it
             images += out.images
     finally:
         for k, m in backbone.modules().items(): m.train(modes[k])
@@ -197,29 +203,68 @@ class Samples:
         rows = -(-len(self.images) // len(self.seeds))
         return image_grid(self.images, rows, len(self.seeds), [f'{label}{p}' for p in self.prompts[:rows]], [f'seed {s}' for s in self.seeds])
 
-def sample_images(backbone, cfg: TrainConfig, prompts=None, seeds=(0, 1, 2), on_progress=None, should_stop=None, **given) -> Samples:
+def fill_prompts(cfg: TrainConfig, templates) -> list[str]:
+    "Templates with the run's identifier and class filled in; on a run of several concepts, a template that names them once per concept."
+    from dreambooth_nb.concepts import concepts_list_file, load_concepts
+    concepts = load_concepts(cfg) if cfg.concepts_list and concepts_list_file(cfg).is_file() else []
+    names = lambda t: concepts and ('{identifier}' in t or '{class_name}' in t)
+    return list(dict.fromkeys(p for t in templates for p in ([c.fill(t) for c in concepts] if names(t) else [cfg.fill(t)])))
+
+def sample_images(backbone, cfg: TrainConfig, prompts=None, seeds=(0, 1, 2), on_progress=None, should_stop=None, on_image=None, **given) -> Samples:
     "Generate prompt templates (default: the run's) x seeds with `backbone`, settings from `sample_settings`; Stop keeps the finished images."
-    prompts = [cfg.fill(p) for p in (prompts or default_prompts(cfg))]
+    prompts = fill_prompts(cfg, prompts or default_prompts(cfg))
     settings = sample_settings(cfg, backbone, **given)
-    try: images, stopped = generate(backbone, prompts, list(seeds), on_progress=on_progress, should_stop=should_stop, **settings), False
+    try: images, stopped = generate(backbone, prompts, list(seeds), on_progress=on_progress, should_stop=should_stop, on_image=on_image, **settings), False
     except SamplingStopped as e: images, stopped = e.images, True
     return Samples(images, prompts, list(seeds), settings, stopped)
 
 # %% ../nbs/06_sampling.ipynb #c3a5d0e4
-def _write_samples(samples: Samples, out: Path, compare: Image.Image | None = None) -> list[Path]:
-    n = len(samples.seeds)
-    paths = [save_png(img, out / f'{k // n:02d}-seed{samples.seeds[k % n]}.png') for k, img in enumerate(samples.images)]
-    if samples.images: paths.append(save_png(samples.grid(), out / 'grid.png'))
-    if compare is not None: paths.append(save_png(compare, out / 'compare.png'))
-    return paths
+CALL_NAME = re.compile(r'(\d{3,})-(?:\d{2,}-seed\d+|grid|compare)\.png')
+
+def next_call(out) -> int:
+    "The number of this call's PNGs in `out`: one more than the highest an earlier call left there (001, 002, ...)."
+    out = Path(out)
+    return 1 + max((int(m.group(1)) for p in (out.iterdir() if out.is_dir() else ()) if (m := CALL_NAME.fullmatch(p.name))), default=0)
+
+class SampleWriter:
+    "Writes each image of one call as it is made, `NNN-PP-seedS.png` (call, prompt, seed), its record in the PNG's `dreambooth_nb` chunk."
+    def __init__(self, out, prompts, seeds, settings: dict, record: dict):
+        from dreambooth_nb.priors import write_png as write_recorded           # the priors bank's PNG records, read back by `read_record`
+        refs = [str(r) if isinstance(r, (str, Path)) else 'an image in memory' for r in settings.get('ref_images') or []]
+        self.settings = {**{k: v for k, v in settings.items() if k != 'ref_images'}, **({'ref_images': refs} if refs else {})}   # JSON only
+        self.out, self.prompts, self.seeds, self.record = Path(out), prompts, list(seeds), record
+        self.call, self.written, self._write = next_call(out), [], write_recorded
+
+    def write(self, img, name: str, **record) -> Path:
+        path = self.out / f'{self.call:03d}-{name}.png'
+        if path.exists(): raise OutputError(f"{path} exists; sample never overwrites an earlier call's images. Choose another --out.")
+        self._write(img, path, {**self.record, **self.settings, **record, 'created': now_utc()}); self.written.append(path)
+        return path
+
+    def image(self, k: int, img):
+        n = len(self.seeds)
+        self.write(img, f'{k // n:02d}-seed{self.seeds[k % n]}', prompt=self.prompts[k // n], seed=self.seeds[k % n])
+
+def sample_checkpoint(run, checkpoint: str = 'latest') -> Path:
+    "The checkpoint folder `sample` reads: from a run folder or a checkpoint folder; anything else is a `CheckpointError` saying what it is (nothing written)."
+    from dreambooth_nb.rundir import CONFIG_FILE, MANIFEST_FILE
+    p, need = Path(run).expanduser(), "pass a run folder (the --output_dir `dreambooth-nb train` wrote) or one of its checkpoint-N folders"
+    if not p.is_dir(): raise CheckpointError(f"--run {p} {'is a file' if p.exists() else 'does not exist'}; {need}.")
+    if not (p / CONFIG_FILE).is_file() and not (p / MANIFEST_FILE).is_file():
+        what = ('a diffusers model, not a run' if (p / 'model_index.json').is_file() else
+                'a folder of images, not a run' if any(q.suffix.lower() in ('.jpg', '.jpeg', '.png', '.webp') for q in p.iterdir()) else 'not a run')
+        raise CheckpointError(f"--run {p} is {what} (it has no {CONFIG_FILE}); {need}.")
+    if checkpoint == 'latest' and not (p / MANIFEST_FILE).is_file() and not list_checkpoints(p):
+        raise CheckpointError(f"Run {p} has no checkpoint to sample yet; train it until it saves one (checkpointing_steps, or the end of training).")
+    return checkpoint_dir(p, checkpoint)
 
 def sample_run(run, prompts=None, seeds=(0, 1, 2), checkpoint: str = 'latest', out=None, eval: bool = False,
-               lora_scale: float | None = None, compare: bool = False, backbone=None, device=None, ema: bool = True, **given) -> Samples:
-    "Sample a run's checkpoint (`dreambooth-nb sample` and the Sample panel; its EMA weights where kept, unless `ema=False`): defaults from the run and the model; PNGs in `out` if given."
-    from dreambooth_nb.checkpoint import checkpoint_dir, load_trained, run_root
+               lora_scale: float | None = None, compare: bool = False, backbone=None, device=None, ema: bool = True,
+               progress: bool = False, **given) -> Samples:
+    "Sample a run's checkpoint (`dreambooth-nb sample`; its EMA weights where kept, unless `ema=False`): defaults from the run and the model; each PNG written to `out` as it is made, if given."
     from dreambooth_nb.load import load_base
     from dreambooth_nb.rundir import CONFIG_FILE, read_run_config
-    folder = checkpoint_dir(run, checkpoint)
+    folder = sample_checkpoint(run, checkpoint)
     cfg = read_run_config(run_root(folder), folder / CONFIG_FILE)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     backbone, manifest = (backbone, None) if backbone is not None else load_trained(folder, device=device, ema=ema)
@@ -227,12 +272,22 @@ def sample_run(run, prompts=None, seeds=(0, 1, 2), checkpoint: str = 'latest', o
         mode = manifest['mode'] if manifest else cfg.mode
         if mode != 'lora': raise ConfigError(f"--lora_scale needs a LoRA run; {folder} was trained in {mode} mode.")
         set_lora_scale(backbone, lora_scale)
-    samples = sample_images(backbone, cfg, prompts or default_prompts(cfg, eval), seeds, **given)
-    samples.checkpoint, samples.mode = folder, manifest['mode'] if manifest else cfg.mode
-    if out is not None:
+    mode, filled = manifest['mode'] if manifest else cfg.mode, fill_prompts(cfg, prompts or default_prompts(cfg, eval))
+    record = dict(run=str(run_root(folder)), checkpoint=folder.name, step=(manifest or {}).get('step'), mode=mode, ema=ema, lora_scale=lora_scale)
+    writer = SampleWriter(out, filled, seeds, sample_settings(cfg, backbone, **given), record) if out is not None else None
+    with tqdm(total=len(filled) * len(seeds), desc='sample', unit='img', disable=not progress) as bar:
+        def made(k, img):
+            if writer: writer.image(k, img)
+            bar.update(1)
+        samples = sample_images(backbone, cfg, filled, seeds, on_image=made,
+                                on_progress=lambda done, total, step, steps: bar.set_postfix_str(f'step {step}/{steps}', refresh=False), **given)
+    samples.checkpoint, samples.mode = folder, mode
+    if writer is not None:
+        samples.call, samples.written = writer.call, writer.written
+        if samples.images: writer.write(samples.grid(), 'grid', prompts=samples.prompts, seeds=samples.seeds)
         base = load_base(cfg, device=device) if compare and not samples.stopped else None
-        cmp = compare_grid(base, backbone, samples.prompts, samples.seeds, **samples.settings) if base is not None else None
-        samples.written = _write_samples(samples, Path(out), cmp)
+        if base is not None: writer.write(compare_grid(base, backbone, samples.prompts, samples.seeds, **samples.settings), 'compare',
+                                          prompts=samples.prompts, seeds=samples.seeds, compare='base, then fine-tuned')
     return samples
 
 # %% ../nbs/06_sampling.ipynb #d1f49b48

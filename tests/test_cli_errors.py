@@ -195,3 +195,16 @@ def test_ctrl_c_while_sampling(tiny_run, tmp_path):
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
     assert 'Traceback' not in err and [l for l in err.splitlines() if l.startswith('error: ')] == [
         'error: interrupted (Ctrl-C); every file written so far is complete (writes are atomic); a training run continues with --resume_from_checkpoint latest.'], err
+
+# ---- tiny --out: never over someone's model (issue 32, item 4) ------------------------------------------------------
+def test_tiny_refuses_a_folder_holding_another_model(tmp_path):
+    other = tmp_path / 'my-model'; other.mkdir()
+    (other / 'model_index.json').write_text('{"_class_name": "StableDiffusionPipeline", "mine": true}')
+    (other / 'unet').mkdir(); (other / 'unet' / 'config.json').write_text('{}')
+    before = sorted((p.relative_to(other), p.read_bytes() if p.is_file() else None) for p in other.rglob('*'))
+    _assert_one_error_line(run_cli('tiny', '--out', other), 2, str(other), 'not written by `dreambooth-nb tiny`')
+    assert sorted((p.relative_to(other), p.read_bytes() if p.is_file() else None) for p in other.rglob('*')) == before
+    assert run_cli('tiny', '--out', tmp_path / 'new').returncode == 0
+    again = run_cli('tiny', '--out', tmp_path / 'new', '--family', 'sd21')            # our own earlier tiny folder: rewritten
+    assert again.returncode == 0, again.stderr
+    assert '"prediction_type": "v_prediction"' in (tmp_path / 'new' / 'scheduler' / 'scheduler_config.json').read_text()

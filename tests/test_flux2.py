@@ -69,4 +69,4 @@ def test_sampling_with_reference_images(klein_run, tmp_path):
     res = run_cli('sample', '--run', klein_run, '--seeds', '0', '--num_inference_steps', '2', '--prompt', 'the {identifier} dog like image 1',
                   '--ref', tmp_path / 'ref0.png', '--ref', tmp_path / 'ref1.png', '--out', tmp_path / 'cli')
     assert res.returncode == 0, res.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / 'cli').iterdir()) == ['00-seed0.png', 'grid.png']
+    assert sorted(p.name for p in (tmp_path / 'cli').iterdir()) == ['001-00-seed0.png', '001-grid.png']

@@ -54,7 +54,7 @@ def test_preflight_refuses_a_run_too_big_for_the_cuda_device(monkeypatch):
     preflight(cfg, torch.device('cpu'))                               # CPU: never refused
     preflight(preset('demo'), torch.device('cuda', 0))               # tiny models (the demo on a Colab T4) are never refused
     with pytest.warns(UserWarning, match='not yet calibrated'):      # SDXL's constants are scaled, not measured: a warning
-        preflight(preset('sdxl-lora-t4', rank=32), torch.device('cuda', 0))
+        preflight(preset('sdxl-lora-t4', resolution=1280), torch.device('cuda', 0))   # (rank 32 fits since the plan counts offloading)
 
 @pytest.mark.parametrize('p', MEASURED, ids=[p['name'] for p in MEASURED])
 def test_step_rate_within_25_percent_of_measured(p):
@@ -88,3 +88,31 @@ def test_bf16_on_a_card_without_it_names_fp16(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda i: (8, 9))
     with warnings.catch_warnings():
         warnings.simplefilter('error'); preflight(cfg, torch.device('cuda', 0))
+
+def test_sdxl_lora_t4_preset_fits_a_t4(tmp_path):
+    "Issue 32: the plan counts what training offloads (frozen text encoders behind precomputed prompts, the VAE behind the latent cache)."
+    r, _ = _cli('--preset', 'sdxl-lora-t4', '--gpu', 'T4', cwd=tmp_path)
+    assert r.returncode == 0 and 'verdict: fits' in r.stdout, r.stdout + r.stderr
+    kept = plan(preset('sdxl-lora-t4', cache_latents=False, pre_compute_text_embeddings=False), 'T4')
+    assert kept.peak_gpu_memory_gib - plan(preset('sdxl-lora-t4'), 'T4').peak_gpu_memory_gib == pytest.approx(1.68, abs=0.05)   # 2 text encoders + VAE, fp16
+
+def test_gpu_name_in_any_case(tmp_path):
+    r, _ = _cli('--preset', 'sd15-t4', '--gpu', 't4', '--json', cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)['gpu'] == 'T4', r.stderr
+
+def test_no_model_is_one_error_line_naming_the_flag(tmp_path):
+    r, _ = _cli('--gpu', 'T4', cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith('error:') and r.stderr.strip().count('\n') == 0, r.stderr
+    assert '--pretrained_model_name_or_path' in r.stderr and '--preset' in r.stderr
+
+def test_local_tiny_folder_is_counted_from_its_configs(tmp_path):
+    from tests.conftest import run_cli
+    assert run_cli('tiny', '--out', tmp_path / 'tiny', cwd=tmp_path).returncode == 0
+    r, _ = _cli('--pretrained_model_name_or_path', tmp_path / 'tiny', '--gpu', 'T4', '--json', cwd=tmp_path)
+    p = json.loads(r.stdout)
+    said = p['assumptions'][0]
+    assert said.startswith('model: local folder') and 'counted from its configs' in said and 'unet 0.' in said, said
+    full = plan(TrainConfig(pretrained_model_name_or_path='stable-diffusion-v1-5/stable-diffusion-v1-5'), 'T4')
+    assert p['peak_gpu_memory_gib'] < full.peak_gpu_memory_gib - 1 and p['disk_gib'] < 0.1, (p, full)
+    table, _ = _cli('--pretrained_model_name_or_path', tmp_path / 'tiny', '--gpu', 'T4', cwd=tmp_path)
+    assert 'model: local folder' in table.stdout
