@@ -34,10 +34,10 @@ def main():
     p.add_argument('--steps', type=int, default=25); p.add_argument('--images_per_prompt', type=int, default=4)
     p.add_argument('--stop_test', action='store_true', help='also stop half-way and finish (doubles the run time)')
     a = p.parse_args()
-    from dreambooth_nb.run import demo
+    from dreambooth_nb.run import tiny_demo
     warnings.simplefilter('ignore')
     run = Path(tempfile.mkdtemp()) / 'run'
-    demo(run, max_train_steps=2, checkpointing_steps=2, mode='lora', rank=2, num_class_images=2, validation_steps=100,
+    tiny_demo(run, max_train_steps=2, checkpointing_steps=2, mode='lora', rank=2, num_class_images=2, validation_steps=100,
          num_validation_images=1, prior_num_inference_steps=2, num_inference_steps=2)
     kw = dict(checkpoints='latest', images_per_prompt=a.images_per_prompt, num_inference_steps=a.steps, image_encoder='tiny', clip_model='tiny')
     evaluate(run, {**kw, 'num_inference_steps': 1, 'images_per_prompt': 1, 'prompts': ['a {identifier} {class_name}']}, Clock())  # warm-up: encoders, imports

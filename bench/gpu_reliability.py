@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 
 def run(out, **kw):
-    from dreambooth_nb.run import demo_config, train
+    from dreambooth_nb.run import tiny_config, train
     from dreambooth_nb.load import tiny
     base = Path(out).parent / 'small-base'
     if not base.exists(): tiny('sd15', size='small').save_pretrained(base)
-    cfg = demo_config(out, **{'pretrained_model_name_or_path': str(base), 'resolution': 256, 'max_train_steps': 40,
+    cfg = tiny_config(out, **{'pretrained_model_name_or_path': str(base), 'resolution': 256, 'max_train_steps': 40,
                               'mixed_precision': 'fp16', 'validation_steps': 1000, 'checkpointing_steps': 20,
                               'with_prior_preservation': True, 'num_class_images': 4, 'prior_num_inference_steps': 4,
                               'num_inference_steps': 4, 'num_validation_images': 1, **kw})

@@ -21,7 +21,7 @@ def one_run(optimizer: str, lr: float, variant: str, steps: int) -> dict:
     from dreambooth_nb.data import subject_data
     from dreambooth_nb.load import tiny
     from dreambooth_nb.training import MetricsCallback, Trainer
-    cfg = preset('demo', max_train_steps=steps, with_prior_preservation=False, train_text_encoder=True, learning_rate=lr,
+    cfg = preset('tiny', max_train_steps=steps, with_prior_preservation=False, train_text_encoder=True, learning_rate=lr,
                  optimizer=optimizer, master_weights='fp32' if variant == 'fp32' else 'bf16', random_flip=True)
     t = Trainer(cfg, tiny(), subject_data(cfg), [MetricsCallback()]); t.setup()
     if variant == 'bf16-near': t.opt.optimizer.stochastic = False

@@ -18,7 +18,7 @@ def one(size: str, recipe: str, steps: int, gpu: bool) -> dict:
     from dreambooth_nb.data import subject_data
     from dreambooth_nb.training import Trainer
     res = {'tiny': 64, 'small': 256}[size]
-    cfg = preset('demo', resolution=res, max_train_steps=steps, with_prior_preservation=False, train_text_encoder=True,
+    cfg = preset('tiny', resolution=res, max_train_steps=steps, with_prior_preservation=False, train_text_encoder=True,
                  mixed_precision='bf16' if gpu else 'no', **RECIPES[recipe])
     t = Trainer(cfg, tiny(size=size), subject_data(cfg)); t.setup()
     if gpu: torch.cuda.reset_peak_memory_stats()

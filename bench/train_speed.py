@@ -65,7 +65,7 @@ def one(size: str, mode: str, impl: str, steps: int, gpu: bool, overrides: dict 
     from dreambooth_nb.training import Trainer
     res = {'tiny': 64, 'small': 256, 'sd15': 512}[size]
     bb = sd15_architecture() if size == 'sd15' else tiny(size=size)
-    cfg = preset('demo', **{**dict(resolution=res, mode=mode, rank=4, max_train_steps=steps + 2, learning_rate=1e-5,
+    cfg = preset('tiny', **{**dict(resolution=res, mode=mode, rank=4, max_train_steps=steps + 2, learning_rate=1e-5,
                                    mixed_precision='fp16' if gpu else 'no', gradient_checkpointing=size == 'sd15', use_8bit_adam=False,
                                    cache_latents=impl != 'reference', pre_compute_text_embeddings=impl != 'reference'), **(overrides or {})})
     px = load_pixels(find_images(sample_subject_dir()), res)

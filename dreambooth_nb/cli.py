@@ -114,7 +114,7 @@ with the same rules (5e-6 is a float, "512" and 512.0 are 512, yes/no/on/off/1/0
 optional field).
 
 A run needs a base model and photos: --pretrained_model_name_or_path and --instance_data_dir (from flags or the
-config file). tiny:<family> models may leave out the photos (the bundled dog is used), and --preset demo supplies both.
+config file). tiny:<family> and micro models may leave out the photos (the bundled dog is used), and --preset demo supplies both.
 
 LoRA flags imply LoRA: --rank, --lora_alpha, --lora_target_modules/--lora_layers, --lora_dropout or --use_dora given
 without --mode train with mode=lora (one warning line says so).
@@ -130,7 +130,7 @@ training-time guidance embedding, which klein does not have)."""
 # %% ../nbs/09_cli.ipynb #340224b3
 def add_demo_parser(sub):
     "`dreambooth-nb demo`: the whole loop on a tiny model and the bundled dog."
-    d = sub.add_parser('demo', allow_abbrev=False, help='Run the whole DreamBooth loop on a tiny model and the bundled dog photos (CPU, about a minute).')
+    d = sub.add_parser('demo', allow_abbrev=False, help='DreamBooth on the bundled micro model and dog photos, with a base-vs-fine-tuned grid (CPU, a few minutes).')
     d.add_argument('--out', default='dreambooth-demo', help='Run folder to write (default: ./dreambooth-demo)')
     d.add_argument('--overwrite', action='store_true', help="Write into a non-empty folder that is not a run, or restart an existing run")
     d.add_argument('--max_train_steps', type=_positive_int('--max_train_steps'), default=None, help='Override the demo preset (300 steps)')
@@ -240,7 +240,7 @@ def check_inputs_given(given: dict):
     "Raise `ConfigError` naming the base model and/or photos that neither the flags, the config file nor a preset gave."
     model = given.get('pretrained_model_name_or_path')
     missing = [] if model else ['--pretrained_model_name_or_path (a diffusers folder, a Hub id, or tiny:sd15 for a test run)']
-    if not {'instance_data_dir', 'concepts_list'} & set(given) and not str(model or '').startswith('tiny:'):   # a concepts list is the photos
+    if not {'instance_data_dir', 'concepts_list'} & set(given) and not str(model or '').startswith('tiny:') and model != 'micro':   # a concepts list is the photos
         missing.append('--instance_data_dir (the folder of your 3-5 subject photos) or --concepts_list')
     if missing:
         raise ConfigError(f"train needs {' and '.join(missing)}; give {'them' if len(missing) > 1 else 'it'} as flags or in --config. "
@@ -309,12 +309,13 @@ def _stop_status(trainer, run_dir) -> int:
     return 128 + sig
 
 def cmd_demo(args) -> int:
-    from dreambooth_nb.run import demo
+    from dreambooth_nb.run import COMPARISON, demo
     t0 = time.time()
     overrides = {'max_train_steps': args.max_train_steps} if args.max_train_steps else {}
-    print(f"DreamBooth demo: tiny Stable Diffusion backbone + 5 bundled dog photos (CC-BY-4.0) -> {args.out}")
+    print(f"DreamBooth demo: the bundled micro model (64 px SD 1.x, pretrained on the DreamBooth photos) + 5 bundled dog photos (CC-BY-4.0) -> {args.out}")
     trainer = demo(args.out, overwrite=args.overwrite, **overrides)
     if trainer.is_main: print(_summary(Path(args.out), time.time() - t0))
+    if trainer.is_main and (Path(args.out) / COMPARISON).exists(): print(f"  {COMPARISON}  identifier and class prompt, base vs fine-tuned")
     return _stop_status(trainer, args.out)
 
 def cmd_tiny(args) -> int:

@@ -12,7 +12,7 @@ from diffusers.training_utils import free_memory
 from .atomic import atomic_write_bytes
 from .config import ConfigError, TrainConfig, preset, validate
 from .rundir import (CONFIG_FILE, FINAL_MARKER, LOCK_NAME, LOSS_PLOT, METRICS_FILE, PRIORS_DIR, RUN_OUTPUTS, RunLock,
-                                  config_for_run, is_run_dir, local_paths_absolute, run_id, truncate_metrics)
+                                  config_for_run, is_run_dir, local_paths_absolute, read_run_config, run_id, truncate_metrics)
 from .load import load_base, tiny
 from .data import check_identifier, find_images, sample_subject_dir, subject_data, write_dataset
 from .concepts import sample_prompts, scan_concepts
@@ -20,16 +20,16 @@ from .priors import class_banks, generate_priors
 from .optim import check_fused_backward
 from .plan import preflight
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, tracker_config
-from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, checkpoint_step, find_checkpoint, latest_checkpoint,
+from .checkpoint import (CheckpointCallback, load_trained, StopOnSignal, check_same_run, checkpoint_step, find_checkpoint, latest_checkpoint,
                                       list_checkpoints, migrate_checkpoints, resolve_checkpoint, resume)
 from .fallback import falls_back, next_rung, record_fallback, recorded_fallbacks, with_recorded_fallbacks
-from .sampling import SampleCallback
+from .sampling import SampleCallback, compare_grid, save_png
 from .export import write_final_lora, write_final_pipeline
 
 # %% auto #0
-__all__ = ['check_run_dir', 'prepare_run_dir', 'refuse_restart', 'accept_start', 'start_or_resume', 'prior_kwargs',
+__all__ = ['COMPARISON', 'check_run_dir', 'prepare_run_dir', 'refuse_restart', 'accept_start', 'start_or_resume', 'prior_kwargs',
            'default_callbacks', 'open_run', 'step_down', 'train', 'write_final_outputs', 'save_loss_plot',
-           'stopped_by_signal', 'demo_config', 'demo']
+           'stopped_by_signal', 'tiny_config', 'demo_config', 'tiny_demo', 'write_comparison', 'demo']
 
 # %% ../nbs/07_run.ipynb #7ccbbff7
 def _final_outputs(path: Path) -> list[Path]:
@@ -221,19 +221,45 @@ def stopped_by_signal(trainer) -> int | None:
     return next((cb.received for cb in trainer.callbacks if isinstance(cb, StopOnSignal) and cb.received), None)
 
 # %% ../nbs/07_run.ipynb #072f2f08
-def demo_config(out, **overrides) -> TrainConfig:
-    "The demo preset pointed at a run folder: base model in RUN/base-model, the bundled dog photos."
+def tiny_config(out, **overrides) -> TrainConfig:
+    "The `tiny` preset pointed at a run folder: a random-weight tiny model in RUN/base-model, the bundled dog photos."
     out = Path(out)
-    return preset('demo', **{'pretrained_model_name_or_path': str(out / 'base-model'), 'instance_data_dir': str(sample_subject_dir()),
+    return preset('tiny', **{'pretrained_model_name_or_path': str(out / 'base-model'), 'instance_data_dir': str(sample_subject_dir()),
                              'output_dir': str(out), **overrides})
 
-def demo(out='dreambooth-demo', overwrite: bool = False, **overrides) -> Trainer:
-    "Run the whole DreamBooth loop on the tiny backbone and the bundled dog; returns the trainer."
+def demo_config(out, **overrides) -> TrainConfig:
+    "The `demo` preset (the bundled micro model) pointed at a run folder and the bundled dog photos."
+    return preset('demo', **{'instance_data_dir': str(sample_subject_dir()), 'output_dir': str(Path(out)), **overrides})
+
+def _run_demo(out, overwrite: bool, config_for, write_base=None) -> Trainer:
+    "Open (or continue: a rerun resumes) a demo run folder and train `config_for(out, resume)` in it."
     out = check_run_dir(out, overwrite)
     with RunLock(out, command='demo'):
         prepare_run_dir(out, overwrite)
-        if latest_checkpoint(out) is not None: overrides.setdefault('resume_from_checkpoint', 'latest')   # a rerun continues
-        cfg = demo_config(out, **overrides)
+        cfg = config_for(out, {'resume_from_checkpoint': 'latest'} if latest_checkpoint(out) is not None else {})
         if not is_run_dir(out): config_for_run(cfg, out).to_yaml(out / CONFIG_FILE)    # marks a new folder as a run first
-        if not (out / 'base-model' / 'model_index.json').exists(): tiny('sd15').save_pretrained(out / 'base-model')
+        if write_base: write_base(out)
         return train(cfg)
+
+def _tiny_base(out: Path):
+    if not (out / 'base-model' / 'model_index.json').exists(): tiny('sd15').save_pretrained(out / 'base-model')
+
+def tiny_demo(out='dreambooth-demo', overwrite: bool = False, **overrides) -> Trainer:
+    "The demo's loop on the random-weight tiny backbone (written to RUN/base-model): the machinery in seconds; its pictures are noise."
+    return _run_demo(out, overwrite, lambda o, resume: tiny_config(o, **{**resume, **overrides}), _tiny_base)
+
+COMPARISON = 'samples/base-vs-finetuned.png'
+
+def write_comparison(run, seeds=(0, 1, 2, 3)) -> Path:
+    "RUN/samples/base-vs-finetuned.png: the identifier and the class prompt, each through the base model and the trained one."
+    cfg, (tuned, _) = read_run_config(run), load_trained(run)
+    grid = compare_grid(load_base(cfg), tuned, [cfg.fill(cfg.instance_prompt), cfg.fill(cfg.class_prompt)], seeds,
+                        num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale,
+                        height=cfg.resolution, width=cfg.resolution)
+    return save_png(grid, Path(run) / COMPARISON)
+
+def demo(out='dreambooth-demo', overwrite: bool = False, **overrides) -> Trainer:
+    "DreamBooth on the bundled micro model and dog photos, then the base-vs-fine-tuned grid; returns the trainer."
+    trainer = _run_demo(out, overwrite, lambda o, resume: demo_config(o, **{**resume, **overrides}))
+    if trainer.is_main and trainer.step >= trainer.max_steps and stopped_by_signal(trainer) is None: write_comparison(out)
+    return trainer

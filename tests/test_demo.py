@@ -1,4 +1,4 @@
-"End to end: `dreambooth-nb demo` as a user runs it, and every file it writes."
+"End to end: `dreambooth-nb demo` as a user runs it (the bundled micro model, 300 steps), and every file it writes."
 import json, math
 from pathlib import Path
 import pytest, torch
@@ -19,15 +19,14 @@ def test_prints_what_it_wrote_where(demo_run):
     for name in ('config.yaml', 'metrics.jsonl', 'loss.png', 'priors/', 'checkpoint-', 'samples/'): assert name in res.stdout
     assert 'Traceback' not in res.stderr
 
-def test_config_reloads_and_names_the_base_model_on_disk(demo_run):
+def test_config_reloads_and_names_the_bundled_model(demo_run):
     from dreambooth_nb.config import TrainConfig
     from dreambooth_nb.rundir import read_run_config
     out, _ = demo_run
-    assert TrainConfig.from_yaml(out / 'config.yaml').pretrained_model_name_or_path == 'base-model'   # stored relative to the run
+    assert TrainConfig.from_yaml(out / 'config.yaml').pretrained_model_name_or_path == 'micro'   # by name: nothing copied into the run
     cfg = read_run_config(out)
-    assert cfg.with_prior_preservation and cfg.train_text_encoder
-    assert Path(cfg.pretrained_model_name_or_path) == (out / 'base-model').resolve()
-    assert (out / 'base-model' / 'model_index.json').is_file()
+    assert cfg.with_prior_preservation and cfg.train_text_encoder and cfg.pretrained_model_name_or_path == 'micro'
+    assert not (out / 'base-model').exists()
 
 def test_metrics_are_finite_and_the_loss_falls(demo_run):
     out, _ = demo_run
@@ -35,24 +34,32 @@ def test_metrics_are_finite_and_the_loss_falls(demo_run):
     assert [r['step'] for r in recs] == list(range(1, 301))
     for r in recs:
         for key in ('loss', 'instance_loss', 'prior_loss', 'lr', 'grad_norm', 'seconds'): assert math.isfinite(r[key]), (key, r)
-    first, last = sum(r['loss'] for r in recs[:20]) / 20, sum(r['loss'] for r in recs[-20:]) / 20
-    assert last < 0.5 * first, (first, last)
+    # a pretrained model starts near its floor: the subject's loss falls by about 40% (0.185 -> 0.113 over the first and last 50 steps)
+    first, last = sum(r['instance_loss'] for r in recs[:50]) / 50, sum(r['instance_loss'] for r in recs[-50:]) / 50
+    assert last < 0.8 * first, (first, last)
 
 def test_priors_are_images_with_records(demo_run):
     out, _ = demo_run
     pngs = sorted((out / 'priors').glob('class-*.png'))
-    assert len(pngs) == 16
+    assert len(pngs) == 50
     for p in pngs: assert Image.open(p).convert('RGB').size == (64, 64)
     assert sorted(p.name for p in (out / 'priors').iterdir()) == [p.name for p in pngs]   # images only
     records = [json.loads(Image.open(p).text['dreambooth_nb']) for p in pngs]
-    assert {r['seed'] for r in records} == set(range(16))
+    assert {r['seed'] for r in records} == set(range(50))
 
 def test_samples_and_loss_plot_decode(demo_run):
     out, _ = demo_run
     samples = sorted((out / 'samples').glob('*.png'))
-    assert [p.name for p in samples] == ['step-000100.png', 'step-000200.png', 'step-000300.png']
+    assert [p.name for p in samples] == ['base-vs-finetuned.png', 'step-000100.png', 'step-000200.png', 'step-000300.png']
     for p in samples + [out / 'loss.png']:
         img = Image.open(p); img.load(); assert img.size[0] > 100
+
+def test_the_comparison_grid_shows_base_and_fine_tuned(demo_run):
+    "Written after training and named in the summary: four rows (identifier and class prompt, base and fine-tuned) of four 64 px seeds."
+    out, res = demo_run
+    grid = Image.open(out / 'samples' / 'base-vs-finetuned.png')
+    assert 'base-vs-finetuned.png' in res.stdout
+    assert grid.width >= 4 * 64 and grid.height >= 4 * 64
 
 def test_checkpoint_is_valid_rotated_and_loads_back(demo_run):
     from dreambooth_nb.checkpoint import checkpoint_problem, list_checkpoints, load_trained
@@ -65,7 +72,7 @@ def test_checkpoint_is_valid_rotated_and_loads_back(demo_run):
     assert manifest['step'] == 300
     saved = load_file(ckpts[-1] / 'unet.safetensors')
     assert all(torch.equal(bb.unet.state_dict()[k], v) for k, v in saved.items())
-    base = load_backbone(str(out / 'base-model'))
+    base = load_backbone('micro')
     assert not torch.equal(base.unet.conv_in.weight, bb.unet.conv_in.weight)   # training changed the weights
     te = load_file(ckpts[-1] / 'text_encoder.safetensors')
     base_te = base.text_encoder.state_dict()
@@ -79,7 +86,7 @@ def test_rerun_continues_the_run_folder(demo_run):
     assert res.returncode == 0, res.stderr[-2000:]
     assert len((out / 'metrics.jsonl').read_text().splitlines()) == 300
     assert {p: p.stat().st_mtime_ns for p in out.glob('checkpoint-*/*') if p.is_file()} == before
-    assert len(list((out / 'priors').glob('class-*.png'))) == 16
+    assert len(list((out / 'priors').glob('class-*.png'))) == 50
 
 def test_train_into_a_finished_run_needs_resume_or_overwrite(demo_run):
     out, _ = demo_run

@@ -5,9 +5,9 @@ from tests.conftest import run_cli
 
 @pytest.fixture(scope='module')
 def run2(tmp_path_factory):
-    from dreambooth_nb.run import demo
+    from dreambooth_nb.run import tiny_demo
     out = tmp_path_factory.mktemp('runs') / 'eval'
-    demo(out, max_train_steps=4, checkpointing_steps=2, mode='lora', rank=2, num_class_images=2, validation_steps=100,
+    tiny_demo(out, max_train_steps=4, checkpointing_steps=2, mode='lora', rank=2, num_class_images=2, validation_steps=100,
          num_validation_images=1, prior_num_inference_steps=2, num_inference_steps=2)
     return out
 
@@ -71,11 +71,11 @@ def test_cli_eval_errors_are_one_line(run2, extra, needle):
 def test_eval_callback_appends_scores_while_training(tmp_path):
     from dreambooth_nb.eval import EvalCallback
     from dreambooth_nb.load import tiny
-    from dreambooth_nb.run import demo_config, train
+    from dreambooth_nb.run import tiny_config, train
     run = tmp_path / 'cb'
     tiny('sd15').save_pretrained(tmp_path / 'base')
     cb = EvalCallback(run, every=2, prompts=PROMPTS[:1], seeds=(0, 1), num_inference_steps=2, image_encoder='tiny', clip_model='tiny')
-    train(demo_config(run, pretrained_model_name_or_path=str(tmp_path / 'base'), max_train_steps=4, checkpointing_steps=100, mode='lora', rank=2, num_class_images=2, validation_steps=100,
+    train(tiny_config(run, pretrained_model_name_or_path=str(tmp_path / 'base'), max_train_steps=4, checkpointing_steps=100, mode='lora', rank=2, num_class_images=2, validation_steps=100,
                       num_validation_images=1, prior_num_inference_steps=2, num_inference_steps=2), callbacks=[cb])
     lines = [json.loads(l) for l in (run / 'eval' / 'scores.jsonl').read_text().splitlines()]
     assert [(l['step'], l['during'], l['n_images']) for l in lines] == [(2, 'training', 2), (4, 'training', 2)]

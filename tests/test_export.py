@@ -6,11 +6,11 @@ from tests.conftest import run_cli
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-    from dreambooth_nb.run import demo
+    from dreambooth_nb.run import tiny_demo
     root = tmp_path_factory.mktemp('runs')
     kw = dict(max_train_steps=3, num_class_images=2, prior_num_inference_steps=2, validation_steps=100, num_validation_images=1,
               num_inference_steps=2, learning_rate=1e-2)
-    demo(root / 'full', **kw); demo(root / 'lora', mode='lora', rank=4, **kw)
+    tiny_demo(root / 'full', **kw); tiny_demo(root / 'lora', mode='lora', rank=4, **kw)
     return root
 
 def _one_step(unet, text_encoder, tokenizer):

@@ -24,7 +24,7 @@ class FailAt(Callback):
         if t.step == self.step: raise self.error
 
 def _cfg(run, **kw):
-    return preset('demo', **{**dict(output_dir=str(run), max_train_steps=4, checkpointing_steps=1, validation_steps=100,
+    return preset('tiny', **{**dict(output_dir=str(run), max_train_steps=4, checkpointing_steps=1, validation_steps=100,
                                     with_prior_preservation=False, train_text_encoder=False), **kw})
 
 @pytest.mark.parametrize('error', [RuntimeError('boom'), KeyboardInterrupt()], ids=['error', 'second-ctrl-c'])

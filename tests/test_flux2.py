@@ -9,7 +9,7 @@ from tests.conftest import run_cli, train_stopped_and_resumed
 def _cfg(out, **kw):
     from dreambooth_nb.config import preset
     from dreambooth_nb.data import sample_subject_dir
-    return preset('demo', **{'pretrained_model_name_or_path': 'tiny:flux2-klein', 'instance_data_dir': str(sample_subject_dir()),
+    return preset('tiny', **{'pretrained_model_name_or_path': 'tiny:flux2-klein', 'instance_data_dir': str(sample_subject_dir()),
                              'output_dir': str(out), 'mode': 'lora', 'rank': 4, 'train_text_encoder': False, 'max_train_steps': 6,
                              'num_class_images': 2, 'prior_num_inference_steps': 2, 'checkpointing_steps': 3, 'validation_steps': 3,
                              'num_validation_images': 1, 'num_inference_steps': 2, 'learning_rate': 1e-2,

@@ -5,8 +5,8 @@ import pytest, torch
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 
 def _cfg(out, **kw):
-    from dreambooth_nb.run import demo_config
-    return demo_config(out, **{'pretrained_model_name_or_path': 'tiny:sd15', 'max_train_steps': 6, 'validation_steps': 3,
+    from dreambooth_nb.run import tiny_config
+    return tiny_config(out, **{'pretrained_model_name_or_path': 'tiny:sd15', 'max_train_steps': 6, 'validation_steps': 3,
                                'checkpointing_steps': 3, 'num_class_images': 2, 'prior_num_inference_steps': 2,
                                'num_inference_steps': 2, 'num_validation_images': 1, **kw})
 

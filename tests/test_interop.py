@@ -13,7 +13,7 @@ def klein_run(tmp_path_factory):
     from dreambooth_nb.data import sample_subject_dir
     from dreambooth_nb.run import train
     run = tmp_path_factory.mktemp('klein') / 'run'
-    train(preset('demo', pretrained_model_name_or_path='tiny:flux2-klein', instance_data_dir=str(sample_subject_dir()), output_dir=str(run),
+    train(preset('tiny', pretrained_model_name_or_path='tiny:flux2-klein', instance_data_dir=str(sample_subject_dir()), output_dir=str(run),
                  mode='lora', rank=4, lora_alpha=8, train_text_encoder=False, with_prior_preservation=False, max_train_steps=2,
                  validation_steps=100, num_validation_images=1, num_inference_steps=1, learning_rate=1e-2))
     return run

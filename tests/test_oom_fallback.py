@@ -19,7 +19,7 @@ class OutOfMemoryAt(Callback):
             raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 MiB (injected by the test)')
 
 def _cfg(run, **kw):
-    return preset('demo', **{**dict(output_dir=str(run), max_train_steps=4, checkpointing_steps=4, validation_steps=100,
+    return preset('tiny', **{**dict(output_dir=str(run), max_train_steps=4, checkpointing_steps=4, validation_steps=100,
                                     num_class_images=2, train_batch_size=2, learning_rate=5e-6), **kw})
 
 @pytest.fixture

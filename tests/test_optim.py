@@ -20,7 +20,7 @@ def _run(run_dir, steps, stop_at=None, **kw):
     from dreambooth_nb.load import tiny
     from dreambooth_nb.training import Trainer, CancelFitException
     from dreambooth_nb.checkpoint import CheckpointCallback, resume, resolve_checkpoint, latest_checkpoint
-    cfg = preset('demo', **{**dict(max_train_steps=steps, with_prior_preservation=False, train_text_encoder=True, random_flip=True,
+    cfg = preset('tiny', **{**dict(max_train_steps=steps, with_prior_preservation=False, train_text_encoder=True, random_flip=True,
                                    learning_rate=1e-3, ema_decay=0.5), **kw})
     class Stop:
         order = 50

@@ -19,9 +19,9 @@ def _state(kc) -> dict:
 
 def test_kernel_interrupt_stops_sampling(tmp_path):
     jupyter_client = pytest.importorskip('jupyter_client')
-    from dreambooth_nb.run import demo_config, train
+    from dreambooth_nb.run import tiny_config, train
     run = tmp_path / 'run'
-    train(demo_config(run, max_train_steps=1, with_prior_preservation=False, train_text_encoder=False, validation_steps=100,
+    train(tiny_config(run, max_train_steps=1, with_prior_preservation=False, train_text_encoder=False, validation_steps=100,
                       num_validation_images=1, num_inference_steps=1).replace(pretrained_model_name_or_path='tiny:sd15'))
     km, kc = jupyter_client.manager.start_new_kernel(kernel_name='python3', env={'TRANSFORMERS_VERBOSITY': 'error', 'OMP_NUM_THREADS': '1'})
     try:
@@ -44,8 +44,8 @@ def _kernel(jupyter_client):
     return jupyter_client.manager.start_new_kernel(kernel_name='python3', env={'TRANSFORMERS_VERBOSITY': 'error', 'OMP_NUM_THREADS': '1'})
 
 STUDIO = """from dreambooth_nb.widgets import studio
-from dreambooth_nb.run import demo_config
-st = studio(demo_config({run!r}, max_train_steps={steps}, with_prior_preservation=True, num_class_images=2, sample_batch_size=2,
+from dreambooth_nb.run import tiny_config
+st = studio(tiny_config({run!r}, max_train_steps={steps}, with_prior_preservation=True, num_class_images=2, sample_batch_size=2,
                         prior_num_inference_steps=1, train_text_encoder=False, checkpointing_steps=2, validation_steps=100,
                         num_validation_images=1, num_inference_steps=1).replace(pretrained_model_name_or_path='tiny:sd15'))"""
 

@@ -52,7 +52,7 @@ def test_preflight_refuses_a_run_too_big_for_the_cuda_device(monkeypatch):
     with pytest.warns(UserWarning, match='allow_oom_risk'):
         preflight(TrainConfig.from_dict({**cfg.__dict__, 'allow_oom_risk': True}), torch.device('cuda', 0))
     preflight(cfg, torch.device('cpu'))                               # CPU: never refused
-    preflight(preset('demo'), torch.device('cuda', 0))               # tiny models (the demo on a Colab T4) are never refused
+    preflight(preset('tiny'), torch.device('cuda', 0))               # tiny models (the demo on a Colab T4) are never refused
     with pytest.warns(UserWarning, match='not yet calibrated'):      # SDXL's constants are scaled, not measured: a warning
         preflight(preset('sdxl-lora-t4', resolution=1280), torch.device('cuda', 0))   # (rank 32 fits since the plan counts offloading)
 

@@ -6,9 +6,9 @@ from tests.conftest import run_cli
 
 @pytest.fixture(scope='module')
 def lora_run(tmp_path_factory):
-    from dreambooth_nb.run import demo
+    from dreambooth_nb.run import tiny_demo
     out = tmp_path_factory.mktemp('runs') / 'lora'
-    demo(out, max_train_steps=3, mode='lora', rank=2, num_class_images=2, validation_steps=100, num_validation_images=1,
+    tiny_demo(out, max_train_steps=3, mode='lora', rank=2, num_class_images=2, validation_steps=100, num_validation_images=1,
          prior_num_inference_steps=2, num_inference_steps=2)
     return out
 

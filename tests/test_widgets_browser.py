@@ -27,8 +27,8 @@ def _free_port() -> int:
 
 def _tiny_run(run):
     "A run folder with a config.yaml for the tiny backbone: small steps, a sample grid every 4 steps, no checkpoints yet."
-    from dreambooth_nb.run import demo_config
-    cfg = demo_config(run, max_train_steps=2000, with_prior_preservation=False, train_text_encoder=False, checkpointing_steps=10_000,
+    from dreambooth_nb.run import tiny_config
+    cfg = tiny_config(run, max_train_steps=2000, with_prior_preservation=False, train_text_encoder=False, checkpointing_steps=10_000,
                       validation_steps=4, num_validation_images=2, num_inference_steps=2)
     run.mkdir(parents=True)
     cfg.replace(pretrained_model_name_or_path='tiny:sd15').to_yaml(run / 'config.yaml')
