@@ -451,7 +451,7 @@ def plot_loss(records):
     steps = [r['step'] for r in records]
     ax.plot(steps, [r['loss'] for r in records], alpha=0.3, label='loss')
     ax.plot(steps, smooth([r['loss'] for r in records]), label='loss (smoothed)')
-    for part in ('instance_loss', 'prior_loss'):
-        if records and part in records[0]: ax.plot(steps, smooth([r[part] for r in records]), '--', label=part.replace('_', ' '))
+    for part in ('instance_loss', 'prior_loss'):          # a resume that switched prior preservation logs a part on some steps only
+        if have := [r for r in records if part in r]: ax.plot([r['step'] for r in have], smooth([r[part] for r in have]), '--', label=part.replace('_', ' '))
     ax.set_xlabel('step'); ax.set_ylabel('MSE'); ax.legend(fontsize=8); fig.tight_layout()
     return fig

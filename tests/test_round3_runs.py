@@ -66,3 +66,13 @@ def test_a_concepts_list_is_the_photos(tmp_path):
                   '--resolution', '64', '--max_train_steps', '1', '--validation_steps', '100', cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / 'out' / 'checkpoint-1').is_dir() or (tmp_path / 'out' / 'model_index.json').is_file()
+
+def test_resume_that_switches_prior_preservation_finishes(tmp_path):
+    "The loss plot skips records without a part: a run resumed with priors switched on (or off) finishes, with its plot."
+    common = ('--pretrained_model_name_or_path', 'tiny:sd15', '--output_dir', tmp_path / 'run', '--checkpointing_steps', '2',
+              '--class_prompt', 'a photo of dog', '--num_class_images', '2', '--sample_batch_size', '2', '--prior_num_inference_steps', '1')
+    assert (res := _train(*common, '--max_train_steps', '2', cwd=tmp_path)).returncode == 0, res.stderr[-2000:]
+    res = _train(*common, '--max_train_steps', '4', '--with_prior_preservation', '--resume_from_checkpoint', 'latest', cwd=tmp_path)
+    assert res.returncode == 0 and 'Traceback' not in res.stderr, res.stderr[-2000:]
+    recs = [json.loads(l) for l in (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()]
+    assert [('prior_loss' in r) for r in recs] == [False, False, True, True] and (tmp_path / 'run' / 'loss.png').is_file()
