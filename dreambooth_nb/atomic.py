@@ -4,12 +4,12 @@
 
 # %% ../nbs/00_atomic.ipynb #3494a236
 from __future__ import annotations
-import io, os, tempfile
+import errno, io, os, shutil, tempfile
 from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 # %% auto #0
-__all__ = ['atomic_write_bytes', 'atomic_write_text', 'now_utc', 'png_bytes', 'write_png']
+__all__ = ['atomic_write_bytes', 'atomic_write_text', 'now_utc', 'disk_full', 'png_bytes', 'write_png']
 
 # %% ../nbs/00_atomic.ipynb #1691f479
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -35,6 +35,15 @@ def now_utc() -> str:
     "The time now, in UTC, as the run's files record it (ISO 8601, seconds)."
     from datetime import datetime, timezone
     return datetime.now(timezone.utc).isoformat(timespec='seconds')
+
+# %% ../nbs/00_atomic.ipynb #d15cf012
+def disk_full(error: BaseException, path) -> OSError | None:
+    "The `OSError(ENOSPC)` for `path` behind a writer's error (ours, safetensors', torch.save's), or None when the disk is not full."
+    text = str(error)
+    if isinstance(error, OSError): full = error.errno == errno.ENOSPC
+    else: full = 'No space left' in text or 'StorageFull' in text or (
+        ('unexpected pos' in text or 'failed writing' in text) and shutil.disk_usage(Path(path).parent).free < 1 << 20)
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) if full else None
 
 # %% ../nbs/00_atomic.ipynb #61bdc06e
 def png_bytes(image: Image.Image, text: dict[str, str] | None = None) -> bytes:

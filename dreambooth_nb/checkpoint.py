@@ -8,7 +8,7 @@ import hashlib, json, os, re, shutil, signal, tempfile, threading, time, warning
 from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
-from .atomic import now_utc
+from .atomic import disk_full, now_utc
 from .config import CheckpointError, TrainConfig
 from .training import Callback, CancelFitException, TrainingDiverged, lora_targets, lora_variant
 from .optim import load_ema_state
@@ -17,11 +17,12 @@ from .rundir import (CHECKPOINT_PREFIX, CONFIG_FILE, LEGACY_CHECKPOINTS_DIR, MAN
                                   read_checkpoint_manifest, read_run_config, run_id, write_checkpoint_manifest)
 
 # %% auto #0
-__all__ = ['EMA_PREFIX', 'trained_weights', 'training_state', 'sha256_file', 'rng_state', 'set_rng_state', 'check_finite_weights',
-           'save_checkpoint', 'checkpoint_problem', 'checkpoint_step', 'list_checkpoints', 'latest_checkpoint',
-           'migrate_checkpoints', 'check_base_model', 'checkpoint_weights', 'load_weights_into', 'find_checkpoint',
-           'resolve_checkpoint', 'check_same_run', 'resume_ema', 'resume', 'rotate_checkpoints', 'CheckpointCallback',
-           'StopOnSignal', 'run_root', 'checkpoint_dir', 'load_trained']
+__all__ = ['EMA_PREFIX', 'LORA_WEIGHTS', 'FINAL_STATE', 'trained_weights', 'training_state', 'sha256_file', 'rng_state',
+           'set_rng_state', 'check_finite_weights', 'lora_key', 'remove_temporaries', 'save_checkpoint',
+           'checkpoint_problem', 'checkpoint_step', 'state_step', 'list_checkpoints', 'latest_checkpoint',
+           'latest_to_resume', 'migrate_checkpoints', 'check_base_model', 'checkpoint_weights', 'load_weights_into',
+           'find_checkpoint', 'resolve_checkpoint', 'check_same_run', 'resume_ema', 'resume', 'rotate_checkpoints',
+           'CheckpointCallback', 'StopOnSignal', 'run_root', 'checkpoint_dir', 'load_trained']
 
 # %% ../nbs/05_checkpoint.ipynb #fe1ee34b
 def trained_weights(trainer) -> dict[str, dict[str, torch.Tensor]]:
@@ -74,18 +75,50 @@ def check_finite_weights(weights: dict, step: int):
         if bad: raise TrainingDiverged(f"Not saving step {step}: {module} weight {bad} is not finite. The newest checkpoint on disk "
                                        f"is the last good state; lower the learning rate or use bf16/fp32 and resume from it.")
 
-EMA_PREFIX = 'ema-'              # ema-unet.safetensors: the moving average of unet.safetensors' trained weights
+EMA_PREFIX = 'ema-'              # ema-unet.safetensors: the moving average of the unet's trained weights
+LORA_WEIGHTS = 'pytorch_lora_weights.safetensors'    # the LoRA file of diffusers' checkpoint-N: pipe.load_lora_weights(folder)
+
+def lora_key(module: str, name: str) -> str:
+    "A peft parameter name -> its key in diffusers' LoRA file: `unet.<path>.lora_A.weight` (classic CLIP `text_model.` names)."
+    name = name.replace('.default.', '.').removesuffix('.default')
+    return f"{module}.{name if module != 'text_encoder' or name.startswith('text_model.') else 'text_model.' + name}"
+
+def _weights_name(module) -> str:
+    "The file `from_pretrained` looks for in a component folder: diffusers models and transformers models differ."
+    from diffusers import ModelMixin
+    return 'diffusion_pytorch_model.safetensors' if isinstance(module, ModelMixin) else 'model.safetensors'
+
+def _lora_metadata(modules: dict) -> dict:
+    "diffusers' `lora_adapter_metadata`: each module's peft config (rank, alpha, targets) under its prefix."
+    meta = {f'{m}.{k}': v for m, mod in modules.items() if hasattr(mod, 'peft_config') for k, v in mod.peft_config['default'].to_dict().items()}
+    return {'format': 'pt', 'lora_adapter_metadata': json.dumps(meta, sort_keys=True, default=lambda o: sorted(o) if isinstance(o, set) else str(o))}
+
+def _write_weights(trainer, folder: Path, weights: dict) -> list[str]:
+    "Each trained weight once, where diffusers' scripts put it: `<module>/` folders (full) or one LoRA file; returns the files."
+    modules = {n: trainer.accelerator.unwrap_model(trainer.models[n]) for n in weights}
+    if trainer.cfg.mode != 'full':
+        save_file({lora_key(m, k): v for m, sd in weights.items() for k, v in sd.items()}, folder / LORA_WEIGHTS, metadata=_lora_metadata(modules))
+        return [LORA_WEIGHTS]
+    files = []
+    for name, sd in weights.items():
+        module, sub = modules[name], folder / name
+        sub.mkdir()
+        (module.save_config if hasattr(module, 'save_config') else module.config.save_pretrained)(sub)     # diffusers / transformers
+        save_file(sd, sub / _weights_name(module), metadata={'format': 'pt'})
+        files += [f'{name}/config.json', f'{name}/{_weights_name(module)}']
+    return files
 
 def _write_checkpoint_files(trainer, folder: Path) -> dict:
-    files, weights = {}, trained_weights(trainer)
+    weights = trained_weights(trainer)
     check_finite_weights(weights, trainer.step)
     ema = trainer.ema.state_dict() if getattr(trainer, 'ema', None) is not None else {}
     check_finite_weights(ema, trainer.step)
-    for name, sd in [*weights.items(), *((f'{EMA_PREFIX}{n}', sd) for n, sd in ema.items())]:
-        save_file(sd, folder / f'{name}.safetensors'); files[f'{name}.safetensors'] = None
+    files = _write_weights(trainer, folder, weights)
+    for name, sd in ema.items():
+        save_file(sd, folder / f'{EMA_PREFIX}{name}.safetensors'); files.append(f'{EMA_PREFIX}{name}.safetensors')
     if not trainer.cfg.checkpoint_weights_only:
-        torch.save(training_state(trainer), folder / 'training_state.pt'); files['training_state.pt'] = None
-    trainer.cfg.to_yaml(folder / CONFIG_FILE); files[CONFIG_FILE] = None
+        torch.save(training_state(trainer), folder / 'training_state.pt'); files.append('training_state.pt')
+    trainer.cfg.to_yaml(folder / CONFIG_FILE); files.append(CONFIG_FILE)
     return {f: sha256_file(folder / f) for f in files}
 
 def _manifest(trainer, files: dict) -> dict:
@@ -96,16 +129,30 @@ def _manifest(trainer, files: dict) -> dict:
                 run_id=getattr(trainer, 'run_id', None), created=now_utc(), files=files)
 
 # %% ../nbs/05_checkpoint.ipynb #09953696
-def save_checkpoint(trainer, run_dir) -> Path:
-    "Write the trainer's full state to run_dir/checkpoint-N (main process only) and return the path."
-    final = Path(run_dir) / checkpoint_name(trainer.step)
+FINAL_STATE = 'final-state'      # RUN/final-state: the state at the end of training, off the checkpoint schedule
+
+def remove_temporaries(run_dir) -> list[Path]:
+    "Our hidden half-written folders in a run (a killed or failed save or final export): .tmp-checkpoint-*, .tmp-final-state-*, *-staging-*."
+    run = Path(run_dir)
+    found = [p for pattern in (f'.tmp-{CHECKPOINT_PREFIX}*', f'.tmp-{FINAL_STATE}-*', '.*-staging-*') for p in run.glob(pattern) if p.is_dir()]
+    for p in found: shutil.rmtree(p, ignore_errors=True)
+    return found
+
+def save_checkpoint(trainer, run_dir, name: str | None = None) -> Path:
+    "Write the trainer's full state to run_dir/checkpoint-N (or run_dir/`name`; main process only) and return the path."
+    final = Path(run_dir) / (name or checkpoint_name(trainer.step))
     trainer.accelerator.wait_for_everyone()
     if trainer.is_main:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        for stale in final.parent.glob(f'.tmp-{CHECKPOINT_PREFIX}*'): shutil.rmtree(stale, ignore_errors=True)
+        final.parent.mkdir(parents=True, exist_ok=True); remove_temporaries(final.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-{final.name}-', dir=final.parent))
-        files = _write_checkpoint_files(trainer, tmp)
-        write_checkpoint_manifest(tmp, _manifest(trainer, files))
+        try:
+            files = _write_checkpoint_files(trainer, tmp)
+            write_checkpoint_manifest(tmp, _manifest(trainer, files))
+        except BaseException as e:
+            full = disk_full(e, final)                  # safetensors and torch.save say "disk full" in their own words
+            shutil.rmtree(tmp, ignore_errors=True)      # nothing half-written stays behind
+            if full is None: raise
+            raise full from None
         if final.exists(): shutil.rmtree(final)
         os.replace(tmp, final)
     trainer.accelerator.wait_for_everyone()
@@ -128,12 +175,19 @@ def checkpoint_step(folder) -> int | None:
     m = re.fullmatch(rf'(?:{CHECKPOINT_PREFIX}|step-)(\d+)', Path(folder).name)
     return int(m.group(1)) if m else None
 
-def list_checkpoints(run_dir) -> list[Path]:
-    "Checkpoint folders of a run (valid or not), oldest first: RUN/checkpoint-N and legacy RUN/checkpoints/step-N."
+def state_step(folder) -> int | None:
+    "The step a saved state holds: from a checkpoint's name, or from final-state's manifest (-1 when that is unreadable)."
+    if Path(folder).name != FINAL_STATE: return checkpoint_step(folder)
+    try: return int(read_checkpoint_manifest(folder)['step'])
+    except (OSError, ValueError, KeyError, TypeError): return -1
+
+def list_checkpoints(run_dir, final: bool = True) -> list[Path]:
+    "Saved states of a run (valid or not), oldest first: RUN/checkpoint-N, legacy RUN/checkpoints/step-N, and RUN/final-state (with `final`)."
     run = Path(run_dir)
     found = [p for root in (run, run / LEGACY_CHECKPOINTS_DIR) if root.is_dir() for p in root.iterdir()
              if p.is_dir() and checkpoint_step(p) is not None and (root == run) == p.name.startswith(CHECKPOINT_PREFIX)]
-    return sorted(found, key=lambda p: (checkpoint_step(p), p.name.startswith(CHECKPOINT_PREFIX)))
+    if final and (run / FINAL_STATE).is_dir(): found.append(run / FINAL_STATE)
+    return sorted(found, key=lambda p: (state_step(p), p.name.startswith(CHECKPOINT_PREFIX), p.name == FINAL_STATE))
 
 def latest_checkpoint(run_dir) -> Path | None:
     "The newest valid checkpoint of a run; invalid newer ones are skipped with a warning."
@@ -142,6 +196,20 @@ def latest_checkpoint(run_dir) -> Path | None:
         if problem is None: return ckpt
         warnings.warn(f"Skipping checkpoint {ckpt}: {problem}.")
     return None
+
+def latest_to_resume(run_dir) -> Path | None:
+    "What 'latest' resumes: the newest valid state, or None when the run has saved none yet; refuses a run whose every state is damaged."
+    states = list_checkpoints(run_dir)
+    problems = {c.name: checkpoint_problem(c) for c in reversed(states)}
+    ckpt = next((c for c in reversed(states) if problems[c.name] is None), None)
+    if states and ckpt is None:
+        damaged = '; '.join(f'{n} ({p})' for n, p in reversed(problems.items()))
+        raise CheckpointError(f"Every checkpoint in {run_dir} is damaged: {damaged}. Nothing was changed. Resume from a copy of the run "
+                              f"that has an intact one, or start again from step 0 with --overwrite (that deletes this run's outputs).")
+    for name, problem in problems.items():
+        if problem is not None and ckpt is not None and state_step(Path(run_dir) / name) > state_step(ckpt):
+            warnings.warn(f"Skipping checkpoint {Path(run_dir) / name}: {problem}.")
+    return ckpt
 
 # %% ../nbs/05_checkpoint.ipynb #364220a9
 def migrate_checkpoints(run_dir) -> list[Path]:
@@ -179,32 +247,53 @@ def _check_compatible(manifest: dict, trainer, folder) -> dict:
                                   f"but this run has {key}={value!r} (base model {bb.name}). Resume with the config the checkpoint was made with.")
     return check_base_model(manifest, bb, folder)
 
-def checkpoint_weights(folder, ema: bool = True, names=None) -> dict[str, dict[str, torch.Tensor]]:
+def _lora_weights(folder: Path, modules=None) -> dict[str, dict[str, torch.Tensor]]:
+    "The LoRA file of a checkpoint, back in peft's parameter names (exactly those of `modules`, where given)."
+    path = folder / LORA_WEIGHTS
+    if not path.is_file(): return {}
+    exact = {lora_key(m, k): (m, k) for m, mod in (modules or {}).items() for k, _ in mod.named_parameters() if 'lora_' in k}
+    out = {}
+    for key, v in load_file(path).items():
+        module, rest = key.split('.', 1)
+        head, last = rest.rsplit('.', 1)
+        m, k = exact.get(key, (module, f'{head}.default.{last}'))
+        out.setdefault(m, {})[k] = v
+    return out
+
+def _module_file(folder: Path, name: str) -> Path | None:
+    "Where a checkpoint keeps a module's full weights: `<name>/` in diffusers' layout, or `<name>.safetensors` (earlier versions)."
+    found = sorted((folder / name).glob('*.safetensors')) if (folder / name).is_dir() else []
+    return found[0] if found else (folder / f'{name}.safetensors' if (folder / f'{name}.safetensors').is_file() else None)
+
+def checkpoint_weights(folder, ema: bool = True, names=None, modules=None) -> dict[str, dict[str, torch.Tensor]]:
     "Module name -> the checkpoint's weights for it: the EMA of each trained weight where saved (and `ema`), else the trained weight."
     folder = Path(folder)
-    names = names or [p.stem for p in sorted(folder.glob('*.safetensors')) if not p.name.startswith(EMA_PREFIX)]
+    lora = _lora_weights(folder, modules)
+    names = names or sorted(set(lora) | {p.parent.name for p in folder.glob('*/*.safetensors')} |
+                            {p.stem for p in folder.glob('*.safetensors') if not p.name.startswith(EMA_PREFIX) and p.name != LORA_WEIGHTS})
     out = {}
     for name in names:
-        path, averaged = folder / f'{name}.safetensors', folder / f'{EMA_PREFIX}{name}.safetensors'
-        if not path.is_file(): raise CheckpointError(f"Checkpoint {folder} has no {path.name}; it was made with other trainable modules.")
-        out[name] = load_file(path) | (load_file(averaged) if ema and averaged.is_file() else {})
+        path, averaged = _module_file(folder, name), folder / f'{EMA_PREFIX}{name}.safetensors'
+        if name not in lora and path is None:
+            raise CheckpointError(f"Checkpoint {folder} has no weights for the {name} ({name}/ or {name}.safetensors); it was made with other trainable modules.")
+        out[name] = (lora[name] if name in lora else load_file(path)) | (load_file(averaged) if ema and averaged.is_file() else {})
     return out
 
 def load_weights_into(modules: dict, folder, strict_full: bool, ema: bool = False) -> None:
-    "Load each `<name>.safetensors` of a checkpoint (its EMA with `ema`, where saved) into the module of the same name."
-    weights = checkpoint_weights(folder, ema, list(modules))
+    "Load a checkpoint's weights for each module (its EMA with `ema`, where saved) into the module of the same name."
+    weights = checkpoint_weights(folder, ema, list(modules), modules)
     for name, module in modules.items():
-        path = Path(folder) / f'{name}.safetensors'
         missing, unexpected = module.load_state_dict(weights[name], strict=False)
         if unexpected or (strict_full and missing):
-            raise CheckpointError(f"{path} does not fit the {name}: {len(missing)} missing, {len(unexpected)} unexpected tensors.")
+            raise CheckpointError(f"The {name} weights of {folder} do not fit the {name}: {len(missing)} missing, {len(unexpected)} unexpected tensors.")
 
 # %% ../nbs/05_checkpoint.ipynb #d30344ef
 def find_checkpoint(run_dir, spec: str) -> Path | None:
-    "A checkpoint of the run by name: checkpoint-N (diffusers), step-N / step-NNNNNN (earlier versions), or N."
+    "A checkpoint of the run by name: checkpoint-N (diffusers), final-state, step-N / step-NNNNNN (earlier versions), or N."
+    if spec == FINAL_STATE: return Path(run_dir) / FINAL_STATE if (Path(run_dir) / FINAL_STATE).is_dir() else None
     wanted = checkpoint_step(spec) if not spec.isdigit() else int(spec)
     if wanted is None: return None
-    return next((c for c in reversed(list_checkpoints(run_dir)) if checkpoint_step(c) == wanted), None)
+    return next((c for c in reversed(list_checkpoints(run_dir, final=False)) if checkpoint_step(c) == wanted), None)
 
 def _not_found(run_dir, spec) -> CheckpointError:
     names = [c.name for c in list_checkpoints(run_dir)]
@@ -212,9 +301,9 @@ def _not_found(run_dir, spec) -> CheckpointError:
     return CheckpointError(f"Checkpoint {spec} does not exist in {run_dir} ({have}). Pass 'latest', a name like checkpoint-500, or a checkpoint folder.")
 
 def resolve_checkpoint(run_dir, spec: str) -> Path:
-    "The checkpoint folder for `spec`: 'latest', a name (checkpoint-N, step-N) or a folder path."
+    "The checkpoint folder for `spec`: 'latest', a name (checkpoint-N, final-state, step-N) or a folder path."
     if spec == 'latest':
-        ckpt = latest_checkpoint(run_dir)
+        ckpt = latest_to_resume(run_dir)
         if ckpt is None: raise CheckpointError(f"No valid checkpoint in {run_dir} to resume from. Start without resume_from_checkpoint.")
         return ckpt
     ckpt = find_checkpoint(run_dir, spec) if not Path(spec).is_dir() else Path(spec)
@@ -261,9 +350,9 @@ def resume(trainer, folder) -> int:
 
 # %% ../nbs/05_checkpoint.ipynb #4d72ff9e
 def rotate_checkpoints(run_dir, limit: int | None) -> list[Path]:
-    "Delete all but the newest `limit` valid checkpoints; returns what was deleted."
+    "Delete all but the newest `limit` valid checkpoints (final-state is not one of them); returns what was deleted."
     if not limit: return []
-    ckpts = list_checkpoints(run_dir)
+    ckpts = list_checkpoints(run_dir, final=False)
     keep = [c for c in ckpts if checkpoint_problem(c) is None][-max(limit, 1):]
     if not keep: return []
     doomed = [c for c in ckpts if c not in keep]
@@ -272,23 +361,26 @@ def rotate_checkpoints(run_dir, limit: int | None) -> list[Path]:
 
 # %% ../nbs/05_checkpoint.ipynb #338b9ffe
 class CheckpointCallback(Callback):
-    "Save the full state every `every` steps, at the end, and on a clean stop."
+    "Save the full state every `every` steps, at the end (final-state when off the schedule), and on a clean stop."
     order = 30
     def __init__(self, run_dir, every: int, limit: int | None = None):
         self.run_dir, self.every, self.limit, self.saved = Path(run_dir), every, limit, []
 
     def before_fit(self): self.last_step = self.trainer.step      # a resumed run starts from a saved step
 
-    def save(self):
+    def save(self, at_end: bool = False):
         t = self.trainer
         if t.step == self.last_step: return
-        self.saved.append(save_checkpoint(t, self.run_dir)); self.last_step = t.step
-        if t.is_main: rotate_checkpoints(self.run_dir, self.limit)
+        name = FINAL_STATE if at_end and t.step % self.every else None
+        self.saved.append(save_checkpoint(t, self.run_dir, name)); self.last_step = t.step
+        if not t.is_main: return
+        rotate_checkpoints(self.run_dir, self.limit)
+        if name is None and (self.run_dir / FINAL_STATE).is_dir(): shutil.rmtree(self.run_dir / FINAL_STATE)   # superseded
 
     def after_step(self):
         if self.trainer.step % self.every == 0: self.save()
-    def after_fit(self): self.save()
-    after_cancel_fit = after_fit
+    def after_fit(self): self.save(at_end=True)
+    def after_cancel_fit(self): self.save()
 
 # %% ../nbs/05_checkpoint.ipynb #bf85d9d8
 class StopOnSignal(Callback):

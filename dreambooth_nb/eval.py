@@ -318,7 +318,7 @@ def score_subject(backbone, concept, real, templates, seeds, settings, cache, en
 # %% ../nbs/07b_eval.ipynb #481ade86
 def _evaluate_one(folder, cfg, subjects, seeds, steps, encoders, device, progress=None, should_stop=None) -> list[dict]:
     "One record per concept for one checkpoint; images cached in RUN/eval/images/<checkpoint>/[<concept>/ when several]."
-    from dreambooth_nb.checkpoint import checkpoint_step, load_trained, run_root
+    from dreambooth_nb.checkpoint import load_trained, run_root, state_step
     report = progress or (lambda n, what: None)
     report(0, 'loading the model'); backbone, _ = load_trained(folder, device=device)
     settings = sample_settings(cfg, backbone, num_inference_steps=steps)
@@ -327,7 +327,7 @@ def _evaluate_one(folder, cfg, subjects, seeds, steps, encoders, device, progres
         at = progress and (lambda n, what, base=done, c=concept: progress(base + n, f'{c.identifier}: {what}' if len(subjects) > 1 else what))
         rec = score_subject(backbone, concept, real, templates, seeds, settings, cache / concept.identifier if len(subjects) > 1 else cache,
                             encoders, at, should_stop)
-        out.append(dict(checkpoint=Path(folder).name, step=checkpoint_step(folder), **rec, image_encoder=encoders[0].name,
+        out.append(dict(checkpoint=Path(folder).name, step=state_step(folder), **rec, image_encoder=encoders[0].name,
                         clip_model=encoders[1].name, num_inference_steps=settings['num_inference_steps']))
         done += _per_subject(templates, seeds)
     return out

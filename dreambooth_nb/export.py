@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_export.ipynb #c44d48e1
 from __future__ import annotations
-import json, tempfile
+import json, tempfile, warnings
 from pathlib import Path
 import torch
 from safetensors.torch import save_file
@@ -21,8 +21,8 @@ from .lora_keys import BFL_LAYOUTS, export_metadata
 # %% auto #0
 __all__ = ['DTYPES', 'KOHYA_PREFIXES', 'KOHYA_SDXL_PREFIXES', 'EXTRACT_TARGETS', 'LORA_FORMATS', 'FINAL_LORA', 'step_difference',
            'check_step', 'model_card', 'Exported', 'merge_lora', 'merged_model', 'export_diffusers', 'lora_state_dicts',
-           'diffusers_lora_keys', 'kohya_lora_keys', 'extract_lora', 'with_lora', 'lora_file_keys', 'export_lora',
-           'same_weights', 'write_final_pipeline', 'final_lora_layers', 'write_final_lora']
+           'diffusers_lora_keys', 'kohya_lora_keys', 'extract_lora', 'lora_rank', 'with_lora', 'lora_file_keys',
+           'export_lora', 'same_weights', 'write_final_pipeline', 'final_lora_layers', 'write_final_lora']
 
 # %% ../nbs/05a_export.ipynb #43ebbee3
 def _one_step_inputs(backbone, prompt: str, seed: int = 0):
@@ -210,7 +210,18 @@ def extract_lora(base, tuned, rank: int, modules=('unet', 'text_encoder')) -> tu
             sd[f'{name}.lora_A.weight'], sd[f'{name}.lora_B.weight'] = Vh[:r].contiguous(), (U[:, :r] * S[:r]).contiguous()
             err2 += float((S[r:] ** 2).sum()); total2 += float((S ** 2).sum())
         if sd: sds[m] = sd
-    return sds, (err2 / total2) ** 0.5 if total2 else 0.0
+    return _one_rank(sds), (err2 / total2) ** 0.5 if total2 else 0.0
+
+def lora_rank(sds: dict) -> int: return max((v.shape[0] for sd in sds.values() for k, v in sd.items() if k.endswith('lora_A.weight')), default=0)
+
+def _one_rank(sds: dict) -> dict:
+    "Pad every layer to the largest rank found with zero rows of A (columns of B): peft loads one rank, and B @ A is unchanged."
+    top = lora_rank(sds)
+    for sd in sds.values():
+        for a in [k for k in sd if k.endswith('lora_A.weight')]:
+            b, pad = a.replace('lora_A', 'lora_B'), top - sd[a].shape[0]
+            if pad: sd[a], sd[b] = torch.cat([sd[a], sd[a].new_zeros(pad, sd[a].shape[1])]), torch.cat([sd[b], sd[b].new_zeros(sd[b].shape[0], pad)], 1)
+    return sds
 
 # %% ../nbs/05a_export.ipynb #cae340c4
 def with_lora(backbone, sds: dict, rank: int):
@@ -241,6 +252,10 @@ def _lora_weights(trained, manifest: dict, cfg: TrainConfig, rank: int | None):
     rank, base = rank or cfg.rank, load_base(cfg)
     texts = tuple(k for k in trained.modules() if k.startswith('text_encoder')) if manifest['train_text_encoder'] else ()
     sds, err = extract_lora(base, trained, rank, (_denoiser_name(trained),) + texts)
+    if lora_rank(sds) < rank:              # a layer holds at most min(rows, columns) singular values: more adds nothing
+        warnings.warn(f"--rank {rank} is more than this model's layers hold (at most {lora_rank(sds)}); exporting rank {lora_rank(sds)}, "
+                      f"which is the same LoRA.")
+        rank = lora_rank(sds)
     return sds, with_lora(base, sds, rank), rank, err
 
 # %% ../nbs/05a_export.ipynb #703d1d42

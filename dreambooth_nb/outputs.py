@@ -8,7 +8,7 @@ import json, os, shutil, tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, disk_full
 from .config import DreamBoothError
 
 # %% auto #0
@@ -122,8 +122,11 @@ def staged(plan: OutputPlan):
     _makedirs(parent)
     stage = Path(tempfile.mkdtemp(prefix=f'.{plan.folder.name}-staging-', dir=parent))
     try: yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True); raise
+    except BaseException as e:
+        full = disk_full(e, plan.folder)            # safetensors / torch.save say "disk full" in their own words
+        shutil.rmtree(stage, ignore_errors=True)
+        if full is None: raise
+        raise full from None
 
 def _prune(folder: Path, path: Path):
     "Remove the folders that held `path` if they are now empty (never `folder` itself)."

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from diffusers.training_utils import free_memory
 from .atomic import atomic_write_bytes
-from .config import ConfigError, TrainConfig, preset, validate
+from .config import CheckpointError, ConfigError, TrainConfig, preset, validate
 from .rundir import (CONFIG_FILE, FINAL_MARKER, LOCK_NAME, LOSS_PLOT, METRICS_FILE, PRIORS_DIR, RUN_OUTPUTS, RunLock,
                                   config_for_run, is_run_dir, local_paths_absolute, read_run_config, run_id, truncate_metrics)
 from .load import load_base, tiny
@@ -20,16 +20,17 @@ from .priors import class_banks, generate_priors
 from .optim import check_fused_backward
 from .plan import preflight
 from .training import MetricsCallback, ProgressCallback, Trainer, make_accelerator, plot_loss, tracker_config
-from .checkpoint import (CheckpointCallback, load_trained, StopOnSignal, check_same_run, checkpoint_step, find_checkpoint, latest_checkpoint,
-                                      list_checkpoints, migrate_checkpoints, resolve_checkpoint, resume)
+from .checkpoint import (CheckpointCallback, StopOnSignal, check_same_run, find_checkpoint, latest_checkpoint, latest_to_resume,
+                                      list_checkpoints, load_trained, migrate_checkpoints, remove_temporaries, resolve_checkpoint, resume, state_step)
 from .fallback import falls_back, next_rung, record_fallback, recorded_fallbacks, with_recorded_fallbacks
 from .sampling import SampleCallback, compare_grid, save_png
 from .export import write_final_lora, write_final_pipeline
 
 # %% auto #0
-__all__ = ['COMPARISON', 'check_run_dir', 'prepare_run_dir', 'refuse_restart', 'accept_start', 'start_or_resume', 'prior_kwargs',
-           'default_callbacks', 'open_run', 'step_down', 'train', 'write_final_outputs', 'save_loss_plot',
-           'stopped_by_signal', 'tiny_config', 'demo_config', 'tiny_demo', 'write_comparison', 'demo']
+__all__ = ['COMPARISON', 'check_run_dir', 'prepare_run_dir', 'refuse_restart', 'refuse_retrain', 'accept_start',
+           'start_or_resume', 'prior_kwargs', 'default_callbacks', 'open_run', 'step_down', 'train',
+           'write_final_outputs', 'save_loss_plot', 'stopped_by_signal', 'tiny_config', 'demo_config', 'tiny_demo',
+           'write_comparison', 'demo']
 
 # %% ../nbs/07_run.ipynb #7ccbbff7
 def _final_outputs(path: Path) -> list[Path]:
@@ -70,11 +71,20 @@ def refuse_restart(run_dir):
         raise ConfigError(f"Run folder {run_dir} already holds {where}. Continue it with --resume_from_checkpoint latest, "
                           f"start over with --overwrite, or choose another output_dir.")
 
+def refuse_retrain(run_dir):
+    "Raise `CheckpointError` if 'latest' found nothing to continue from but the run has a finished model that step 0 would overwrite."
+    if (Path(run_dir) / FINAL_MARKER).exists():
+        raise CheckpointError(f"Run folder {run_dir} holds a finished model but no checkpoint to continue from; training from step 0 "
+                              f"would overwrite that model. Pass --overwrite to train again from step 0, or choose another output_dir.")
+
 def accept_start(cfg: TrainConfig, run_dir: Path) -> Path | None:
-    "Every reason to refuse this start, checked before anything is written; returns the checkpoint a named resume continues from."
+    "Every reason to refuse this start, checked before anything is written; returns the checkpoint a resume continues from."
     spec = cfg.resume_from_checkpoint
     if not spec: return refuse_restart(run_dir)
-    if spec == 'latest': return None
+    if spec == 'latest':                      # under the run's lock (open_run): nothing saves meanwhile
+        checkpoint = latest_to_resume(run_dir)          # refuses a run whose every checkpoint is damaged
+        if checkpoint is None: refuse_retrain(run_dir)
+        return checkpoint
     checkpoint = resolve_checkpoint(run_dir, spec)
     check_same_run(checkpoint, run_dir)
     return checkpoint
@@ -86,7 +96,7 @@ def start_or_resume(trainer, run_dir: Path, checkpoint: Path | None = None) -> i
     trainer.start_checkpoint = None
     if not spec: refuse_restart(run_dir); return 0
     if checkpoint is None:                  # checksums are read once: a checkpoint of a full model is gigabytes
-        checkpoint = latest_checkpoint(run_dir) if spec == 'latest' else resolve_checkpoint(run_dir, spec)
+        checkpoint = latest_to_resume(run_dir) if spec == 'latest' else resolve_checkpoint(run_dir, spec)
     if checkpoint is None:
         print(f"No valid checkpoint in {run_dir} yet: starting from step 0.")
         step = 0
@@ -140,7 +150,7 @@ def open_run(cfg: TrainConfig, run_dir: Path, overwrite: bool) -> Path | None:
     checkpoint = None if overwrite else accept_start(cfg, run_dir)
     run_dir = prepare_run_dir(run_dir, overwrite)
     config_for_run(cfg, run_dir).to_yaml(run_dir / CONFIG_FILE)
-    run_id(run_dir, create=True); migrate_checkpoints(run_dir)
+    run_id(run_dir, create=True); migrate_checkpoints(run_dir); remove_temporaries(run_dir)   # what a kill -9 left
     if checkpoint is not None and not checkpoint.exists(): checkpoint = find_checkpoint(run_dir, checkpoint.name)   # just migrated
     return checkpoint
 
@@ -158,7 +168,7 @@ def _attempt(cfg, backbone, priors, run_dir: Path, callbacks, accelerator, check
 def step_down(trainer, error: BaseException, run_dir: Path) -> TrainConfig | None:
     "The next attempt's config after `error` (recorded in the run folder), or None when the run stops with it."
     cfg, start = trainer.cfg, trainer.start_step
-    wrote = any((checkpoint_step(c) or 0) > start for c in list_checkpoints(run_dir))
+    wrote = any((state_step(c) or 0) > start for c in list_checkpoints(run_dir))
     if not falls_back(cfg, error, trainer.step - start, wrote, trainer.accelerator.num_processes): return None
     rung = next_rung(cfg, resumed=trainer.start_checkpoint is not None)
     if rung is None:

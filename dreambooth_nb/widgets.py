@@ -8,7 +8,7 @@ import html, os
 from pathlib import Path
 import ipywidgets as W
 from .widgets_base import Panel, button, set_image      # first: it quiets transformers before anything loads it
-from .checkpoint import list_checkpoints
+from .checkpoint import list_checkpoints, state_step
 from .config import DreamBoothError
 from .rundir import sample_grid_name
 from .widgets_form import ConfigForm
@@ -44,7 +44,7 @@ def where_am_i() -> str:
 
 def checkpoint_grid(run, checkpoint: Path) -> Path | None:
     "The sample grid rendered at a checkpoint's step, if training drew one."
-    step = int(checkpoint.name.rsplit('-', 1)[1])
+    step = state_step(checkpoint)                # checkpoint-N, or final-state's manifest
     grid = Path(run) / 'samples' / sample_grid_name(step)
     return grid if grid.is_file() else None
 

@@ -62,7 +62,7 @@ def test_the_comparison_grid_shows_base_and_fine_tuned(demo_run):
     assert grid.width >= 4 * 64 and grid.height >= 4 * 64
 
 def test_checkpoint_is_valid_rotated_and_loads_back(demo_run):
-    from dreambooth_nb.checkpoint import checkpoint_problem, list_checkpoints, load_trained
+    from dreambooth_nb.checkpoint import checkpoint_problem, checkpoint_weights, list_checkpoints, load_trained
     from dreambooth_nb.load import load_backbone
     out, _ = demo_run
     ckpts = list_checkpoints(out)
@@ -70,11 +70,11 @@ def test_checkpoint_is_valid_rotated_and_loads_back(demo_run):
     assert all(checkpoint_problem(c) is None for c in ckpts)
     bb, manifest = load_trained(out)
     assert manifest['step'] == 300
-    saved = load_file(ckpts[-1] / 'unet.safetensors')
+    saved = checkpoint_weights(ckpts[-1], ema=False)['unet']         # checkpoint-300/unet/, diffusers' layout
     assert all(torch.equal(bb.unet.state_dict()[k], v) for k, v in saved.items())
     base = load_backbone('micro')
     assert not torch.equal(base.unet.conv_in.weight, bb.unet.conv_in.weight)   # training changed the weights
-    te = load_file(ckpts[-1] / 'text_encoder.safetensors')
+    te = checkpoint_weights(ckpts[-1], ema=False)['text_encoder']
     base_te = base.text_encoder.state_dict()
     assert set(te) == set(base_te)                                              # full mode: the whole text encoder
     assert any(not torch.equal(base_te[k], v) for k, v in te.items())           # ... and it was trained

@@ -113,7 +113,7 @@ def test_export_into_the_run_folder_leaves_the_run_intact(runs, tmp_path):
     _unchanged(before)
     assert lora.parent == (runs / 'lora').absolute() and lora.name == 'lora-step-3.safetensors'
     assert folder == (runs / 'lora' / 'lora-step-3').absolute() and (folder / 'model_index.json').is_file()
-    res = run_cli('export', '--run', runs / 'lora', '--format', 'lora', '--out', runs / 'lora' / 'checkpoint-3')   # inside the run
+    res = run_cli('export', '--run', runs / 'lora', '--format', 'lora', '--out', runs / 'lora' / 'final-state')   # inside the run's state
     assert res.returncode == 0, res.stderr[-2000:]
     _unchanged(before)
 
@@ -164,3 +164,13 @@ def test_svd_extraction_reports_its_measured_approximation(runs, tmp_path):
         assert 'approximation' in text and f'{out.approximation_error:.3f}' in text and f'{out.step_difference:.3g}' in text
     assert 'matches the trained model' not in out.message
     if out.step_difference > 1e-3 * 2: assert 'not a match' in out.message and 'so it matches' not in out.message
+
+def test_extraction_rank_above_what_the_layers_hold_is_clamped(runs, tmp_path):
+    "`export --rank 512` from a full run of a tiny model: one warning line and the (same) LoRA at the rank its layers hold, not a traceback."
+    res = run_cli('export', '--run', runs / 'full', '--format', 'lora', '--rank', '512', '--out', tmp_path / 'big')
+    assert res.returncode == 0 and 'Traceback' not in res.stderr, res.stderr[-2000:]
+    warned = [l for l in res.stderr.splitlines() if l.startswith('warning:') and '--rank 512' in l]
+    assert len(warned) == 1 and 'exporting rank' in warned[0], res.stderr[-2000:]
+    pipe = StableDiffusionPipeline.from_pretrained(runs / 'full' / 'base-model')
+    pipe.load_lora_weights(str(tmp_path / 'big'))
+    assert any('lora' in n for n, _ in pipe.unet.named_parameters())

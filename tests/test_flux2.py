@@ -31,7 +31,7 @@ def test_lora_prior_preservation_and_bit_identical_resume(klein_run, tmp_path):
     train_stopped_and_resumed(_cfg, run)
     assert _losses(run) == _losses(klein_run)
     assert sorted(p.name for p in (klein_run / 'samples').iterdir()) == ['step-000003.png', 'step-000006.png']
-    assert (klein_run / 'checkpoint-6' / 'transformer.safetensors').is_file()
+    assert (klein_run / 'checkpoint-6' / 'pytorch_lora_weights.safetensors').is_file()   # diffusers' LoRA checkpoint
 
 def test_min_snr_is_refused_for_flow_matching(tmp_path):
     from dreambooth_nb.config import ConfigError

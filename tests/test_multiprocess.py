@@ -6,6 +6,7 @@ import hashlib, json, re, subprocess, sys, textwrap
 import pytest, torch
 from PIL import Image
 from safetensors.torch import load_file
+from dreambooth_nb.checkpoint import checkpoint_weights
 from dreambooth_nb.data import sample_subject_dir
 
 LAUNCH = ['accelerate', 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
@@ -51,7 +52,7 @@ def test_two_processes_train_one_model(tmp_path, base_model):
     hashes = dict(re.findall(r'RANK (\d) WEIGHTS (\w+)', res.stdout))
     assert sorted(hashes) == ['0', '1'] and hashes['0'] == hashes['1']                  # identical weights on every rank
     run = tmp_path / 'run'
-    saved = load_file(run / 'checkpoint-6' / 'unet.safetensors')
+    saved = checkpoint_weights(run / 'checkpoint-6', ema=False)['unet']
     assert _weights_hash(saved) == hashes['0']                                          # ... and in the checkpoint
     steps = [json.loads(l)['step'] for l in (run / 'metrics.jsonl').read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]                                                  # loss logged once per step

@@ -50,9 +50,9 @@ def _check_resume(tmp_path, **kw):
 
 def _check_bf16(run_dir, full, resumed):
     "bf16 master weights: the parameters and the saved weights are bf16, the moments fp32, the rounding generator saved."
-    from safetensors.torch import load_file
+    from dreambooth_nb.checkpoint import checkpoint_weights
     assert {p.dtype for p in _weights(resumed).values()} == {torch.bfloat16}
-    assert {v.dtype for v in load_file(run_dir / 'checkpoint-2' / 'unet.safetensors').values()} == {torch.bfloat16}
+    assert {v.dtype for v in checkpoint_weights(run_dir / 'checkpoint-2', ema=False)['unet'].values()} == {torch.bfloat16}
     state = torch.load(run_dir / 'checkpoint-2' / 'training_state.pt', weights_only=True)['optimizer']
     assert {v.dtype for s in state['state'].values() for k, v in s.items() if torch.is_tensor(v) and k != 'step'} == {torch.float32}
     assert torch.equal(full.opt.state_dict()['stochastic_rounding']['generators']['cpu'],
