@@ -11,7 +11,7 @@ of two is the correlation of their layouts (where the light, dark and coloured p
 
 Measured on 2 CPU cores (300 steps, lr 1e-4, 50 priors): base 0.322 / 0.345; with priors 0.533 / 0.357, class kept 0.758;
 without priors 0.456 / 0.447, and 'a photo of dog' became 'a photo of olis dog' (same-seed correlation 0.985: the paper's
-language drift)."""
+language drift). `bench/planted_bugs.py` shows the tests catch a dropped identifier and a wrong regression target."""
 from pathlib import Path
 import numpy as np
 import pytest
