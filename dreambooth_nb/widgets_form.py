@@ -175,7 +175,8 @@ class ConfigForm(ConfigForm):
 
     def picker(self) -> W.HBox:
         "The preset dropdown: choosing one fills the form (run and photo folders kept)."
-        dd = W.Dropdown(options=[KEEP, *PRESETS], value=KEEP, layout=W.Layout(width='20em'))
+        dd = W.Dropdown(options=[KEEP, *PRESETS], value=KEEP, layout=W.Layout(width='20em'),
+                         tooltip='Fill the form from a tested preset (the run and photo folders are kept)')
         dd.add_class('dbnb-preset')
         def chosen(change):
             if change.new == KEEP: return
