@@ -12,7 +12,8 @@ def sd15_architecture():
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
-    from dreambooth_nb.backbones import SDBackbone, SD_SCHEDULER, tiny_clip_tokenizer
+    from dreambooth_nb.backbones import SDBackbone, SD_SCHEDULER
+    from dreambooth_nb.tokenizer import tiny_clip_tokenizer
     tok = tiny_clip_tokenizer()
     eos = tok.convert_tokens_to_ids('<|endoftext|>')
     text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, bos_token_id=tok.convert_tokens_to_ids('<|startoftext|>'), eos_token_id=eos,

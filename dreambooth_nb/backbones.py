@@ -17,15 +17,15 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.utils import logging as transformers_logging
 from fastcore.basics import patch
 from .config import ConfigError, ModelError
+from .tokenizer import clip_text_config, tiny_clip_tokenizer
 
 # %% auto #0
-__all__ = ['PROTOCOL', 'ADAPTERS', 'TINY_BUILDERS', 'TINY_WORDS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER',
-           'TINY_FAMILIES', 'SMALL_UNET', 'SMALL_VAE', 'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS',
-           'TEXT_LORA_TARGETS', 'LORA_OPTIONS', 'SCHEDULERS', 'IDENTITY_SKIP', 'WINDOWS', 'WINDOW_BYTES', 'ModelParts',
-           'BackboneProtocol', 'snr_refusal', 'loading', 'Backbone', 'missing_members', 'register_adapter',
-           'adapter_for_family', 'batch_map', 'batch_expand', 'batch_cat', 'bytes_to_unicode', 'clip_text_config',
-           'tiny_clip_tokenizer', 'SDBackbone', 'tiny_sd', 'draw_noise', 'make_scheduler', 'public_config',
-           'file_fingerprint', 'tensor_fingerprint', 'component_weight_files', 'architecture_hash',
+__all__ = ['PROTOCOL', 'ADAPTERS', 'TINY_BUILDERS', 'TINY_UNET', 'TINY_VAE', 'TINY_TEXT', 'SD_SCHEDULER', 'TINY_FAMILIES',
+           'SMALL_UNET', 'SMALL_VAE', 'SMALL_TEXT', 'TINY_SIZES', 'UNET_LORA_TARGETS', 'TEXT_LORA_TARGETS',
+           'LORA_OPTIONS', 'SCHEDULERS', 'IDENTITY_SKIP', 'WINDOWS', 'WINDOW_BYTES', 'ModelParts', 'BackboneProtocol',
+           'snr_refusal', 'loading', 'Backbone', 'missing_members', 'register_adapter', 'adapter_for_family',
+           'batch_map', 'batch_expand', 'batch_cat', 'SDBackbone', 'tiny_sd', 'draw_noise', 'make_scheduler',
+           'public_config', 'file_fingerprint', 'tensor_fingerprint', 'component_weight_files', 'architecture_hash',
            'weights_fingerprint']
 
 # %% ../nbs/01_backbones.ipynb #27b6f17f
@@ -172,42 +172,6 @@ def batch_cat(xs: list):
     if isinstance(first, dict): return {k: batch_cat([x[k] for x in xs]) for k in first}
     if isinstance(first, (tuple, list)): return type(first)(batch_cat([x[i] for x in xs]) for i in range(len(first)))
     return torch.cat(xs)
-
-# %% ../nbs/01_backbones.ipynb #e2ad1205
-def bytes_to_unicode() -> dict[int, str]:
-    "GPT-2/CLIP's reversible map from bytes to printable unicode characters."
-    bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + list(range(ord('®'), ord('ÿ') + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs: bs.append(b); cs.append(256 + n); n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-TINY_WORDS = ('a an the photo picture of in on at with and style image dog cat backpack teapot toy duck '
-              'red blue moon beach snow city forest olis zwx vvt sks').split()
-
-# %% ../nbs/01_backbones.ipynb #ec054854
-def _add_word(vocab: dict, merges: list, word: str):
-    "Add `word` as one token, with the merges that build it left to right."
-    parts = list(word); parts[-1] += '</w>'
-    cur = parts[0]
-    for p in parts[1:]:
-        merges.append((cur, p)); cur += p
-        vocab.setdefault(cur, len(vocab))
-
-def clip_text_config(tokenizer, **sizes) -> CLIPTextConfig:
-    "A CLIP text config of `sizes` for `tokenizer`: its vocabulary and its start/end tokens (end doubles as padding)."
-    eos = tokenizer.convert_tokens_to_ids('<|endoftext|>')
-    return CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.convert_tokens_to_ids('<|startoftext|>'),
-                          eos_token_id=eos, pad_token_id=eos, **sizes)
-
-def tiny_clip_tokenizer(words=TINY_WORDS, model_max_length: int = 77) -> CLIPTokenizer:
-    "A CLIP byte-level BPE tokenizer built in memory: every byte, plus `words` as single tokens."
-    vocab, merges = {}, []
-    for ch in bytes_to_unicode().values():
-        vocab[ch] = len(vocab); vocab[ch + '</w>'] = len(vocab)
-    for w in words: _add_word(vocab, merges, w)
-    for special in ('<|startoftext|>', '<|endoftext|>'): vocab[special] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
 
 # %% ../nbs/01_backbones.ipynb #c58e0933
 TINY_UNET = dict(block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,

@@ -13,15 +13,15 @@ from .config import (DreamBoothError, ConfigError, TrainConfig, PRESETS, LORA_FI
 from .rundir import CONFIG_FILE, METRICS_FILE, RunLock, read_run_config, run_settings
 from .eval_cli import add_eval_parser, cmd_eval
 from .plan_cli import add_plan_parser, cmd_plan
-from .script_flags import COMPAT_FLAGS, LORA_COMPAT_FLAGS
+from .script_flags import COMPAT_FLAGS, LORA_COMPAT_FLAGS, TRAIN_EPILOG
 
 # %% auto #0
-__all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'TRAIN_EPILOG', 'ERRNO_MEANING', 'OOM_ADVICE',
-           'COMMANDS', 'add_config_flags', 'add_compat_flags', 'pop_compat_notices', 'add_sample_parser',
-           'add_demo_parser', 'add_tiny_parser', 'add_train_parser', 'add_priors_parser', 'add_export_parser',
-           'build_parser', 'parse', 'given_settings', 'config_from_args', 'check_inputs_given',
-           'validation_steps_for_epochs', 'apply_validation_epochs', 'cmd_demo', 'cmd_tiny', 'train_config',
-           'cmd_train', 'cmd_priors', 'writable_dir', 'cmd_sample', 'cmd_export', 'describe_os_error', 'main']
+__all__ = ['FLAG_CONSTS', 'FLAG_ALIASES', 'PRIOR_FIELDS', 'PRIOR_FLAG_NAMES', 'ERRNO_MEANING', 'OOM_ADVICE', 'COMMANDS',
+           'add_config_flags', 'add_compat_flags', 'pop_compat_notices', 'add_sample_parser', 'add_demo_parser',
+           'add_tiny_parser', 'add_train_parser', 'add_priors_parser', 'add_export_parser', 'build_parser', 'parse',
+           'given_settings', 'config_from_args', 'check_inputs_given', 'validation_steps_for_epochs',
+           'apply_validation_epochs', 'cmd_demo', 'cmd_tiny', 'train_config', 'cmd_train', 'cmd_priors', 'writable_dir',
+           'cmd_sample', 'cmd_export', 'describe_os_error', 'main']
 
 # %% ../nbs/09_cli.ipynb #59b6f341
 def _ranged(kind, flag: str, lo=None, hi=None, why: str = ''):
@@ -106,26 +106,6 @@ PRIOR_FIELDS = ('pretrained_model_name_or_path', 'class_prompt', 'class_name', '
                 'instance_data_dir', 'concepts_list', 'aspect_buckets')      # the photos: a bank per concept, at their bucket sizes
 PRIOR_FLAG_NAMES = {'prior_num_inference_steps': 'num_inference_steps', 'prior_guidance_scale': 'guidance_scale',
                     'class_negative_prompt': 'negative_prompt'}
-
-# %% ../nbs/09_cli.ipynb #d300b382
-TRAIN_EPILOG = """\
-Where values come from: --preset, then --config (YAML), then flags; later ones win. YAML and flag values are read
-with the same rules (5e-6 is a float, "512" and 512.0 are 512, yes/no/on/off/1/0 are booleans, none empties an
-optional field).
-
-A run needs a base model and photos: --pretrained_model_name_or_path and --instance_data_dir (from flags or the
-config file). tiny:<family> and micro models may leave out the photos (the bundled dog is used), and --preset demo supplies both.
-
-LoRA flags imply LoRA: --rank, --lora_alpha, --lora_target_modules/--lora_layers, --lora_dropout or --use_dora given
-without --mode train with mode=lora (one warning line says so).
-
-Literal prompts name the subject: --instance_prompt "a photo of pxr glasses" --class_prompt "a photo of glasses"
-sets identifier=pxr and class_name=glasses.
-
-Every flag of diffusers' train_dreambooth.py, train_dreambooth_lora.py, train_dreambooth_lora_sdxl.py and
-train_dreambooth_lora_flux2_klein.py is accepted: honoured where the feature exists here, otherwise one notice line
-says what happens instead. --guidance_scale is the sample grids' classifier-free guidance (in the klein script it is a
-training-time guidance embedding, which klein does not have)."""
 
 # %% ../nbs/09_cli.ipynb #340224b3
 def add_demo_parser(sub):
@@ -213,8 +193,15 @@ def _implied_mode(args, before: dict) -> dict:
     return {}
 
 # %% ../nbs/09_cli.ipynb #889bacce
+def _run_config_to_resume(args) -> str | None:
+    "RUN/config.yaml when --resume_from_checkpoint and --output_dir RUN (a run folder) are given without --config."
+    if getattr(args, 'config', None) or not getattr(args, 'resume_from_checkpoint', None) or not getattr(args, 'output_dir', None): return None
+    path = Path(args.output_dir).expanduser() / CONFIG_FILE
+    return str(path) if path.is_file() else None
+
 def given_settings(args) -> dict:
-    "The fields the preset, the YAML file and the flags set (later ones winning), with what they imply."
+    "The fields the preset, the YAML file (a resumed run's own, when none is given) and the flags set (later ones winning), with what they imply."
+    if found := _run_config_to_resume(args): args.config = found
     given = dict(PRESETS[args.preset]) if getattr(args, 'preset', None) else {}
     if getattr(args, 'config', None): given.update(run_settings(settings_from_yaml(args.config), args.config))   # a run's own config: its paths
     flags = {k: v for k, v in vars(args).items() if k in field_docs()}
@@ -281,6 +268,17 @@ def _final_lines(run: Path) -> list[str]:
         return ["  model_index.json, unet/, ...      the trained pipeline: DiffusionPipeline.from_pretrained(run)"]
     return []
 
+def _priors_lines(run: Path) -> list[str]:
+    "The run's class banks (its priors/, a class_data_dir elsewhere, one per concept) and how many images it trains with."
+    from dreambooth_nb.priors import run_banks
+    try: banks = run_banks(read_run_config(run), run)
+    except (DreamBoothError, OSError): return []
+    def where(folder):
+        try: return f"{folder.resolve().relative_to(run.resolve())}/"
+        except ValueError: return f"{folder}/"
+    return [f"  {where(f):<15} {n} class-prior images" + (f" of {ident}" if len(banks) > 1 else '') + " (seed and prompt inside each PNG)"
+            for ident, (f, n) in banks.items()]
+
 def _summary(run: Path, seconds: float) -> str:
     from dreambooth_nb.rundir import read_metrics
     from dreambooth_nb.checkpoint import list_checkpoints
@@ -290,7 +288,7 @@ def _summary(run: Path, seconds: float) -> str:
              f"  config.yaml     the exact config; re-run with: dreambooth-nb train --config {run / CONFIG_FILE}",
              f"  metrics.jsonl   {len(m)} steps, loss {m[0]['loss']:.3f} -> {m[-1]['loss']:.3f}" if m else "  metrics.jsonl   (no steps)",
              f"  loss.png        the loss curve",
-             f"  priors/         {len(list((run / 'priors').glob('*.png')))} class-prior images (seed and prompt inside each PNG)",
+             *_priors_lines(run),
              f"  checkpoint-N/   {', '.join(p.name for p in list_checkpoints(run))} (safetensors + optimizer state + manifest)",
              *_final_lines(run),
              f"  samples/        {', '.join(p.name for p in sorted((run / 'samples').glob('*.png')))} (fixed-seed grids)"]

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer, ViTConfig, ViTModel
 from .config import ModelError
-from .backbones import tiny_clip_tokenizer
+from .tokenizer import tiny_clip_tokenizer
 
 # %% auto #0
 __all__ = ['DINO_DEFAULT', 'CLIP_DEFAULT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CLIP_MEAN', 'CLIP_STD', 'TINY_VIT', 'METRICS',

@@ -11,8 +11,8 @@ from diffusers.training_utils import compute_density_for_timestep_sampling
 from fastcore.basics import patch
 from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
 from .config import ConfigError, ModelError
-from .backbones import (TINY_WORDS, Backbone, public_config, _add_lora, _quiet_hf, bytes_to_unicode, draw_noise,
-                                     loading, register_adapter)
+from .backbones import Backbone, public_config, _add_lora, _quiet_hf, draw_noise, loading, register_adapter
+from .tokenizer import TINY_WORDS, bytes_to_unicode
 
 # %% auto #0
 __all__ = ['KLEIN_TEXT_LAYERS', 'KLEIN_MAX_SEQUENCE_LENGTH', 'TEXT_ENCODER_FROZEN', 'QWEN_SPECIALS', 'TINY_CHAT_TEMPLATE',

@@ -61,7 +61,8 @@ def pretraining_subjects(root: Path | None = None) -> dict[str, str]:
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel
-from .backbones import SD_SCHEDULER, TINY_WORDS, SDBackbone, clip_text_config, tiny_clip_tokenizer
+from .backbones import SD_SCHEDULER, SDBackbone
+from .tokenizer import TINY_WORDS, clip_text_config, tiny_clip_tokenizer
 
 # %% ../nbs/01d_micro.ipynb #af42b095
 MICRO_RESOLUTION = 64

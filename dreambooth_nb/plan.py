@@ -12,10 +12,11 @@ from .config import ConfigError, TrainConfig
 # %% auto #0
 __all__ = ['ACTIVATION_FAMILY', 'COUNTS', 'FAMILIES', 'LOCAL_MODULES', 'MEASURED', 'OPTIMIZER_BYTES', 'GIB', 'ACT_GIB', 'GPUS',
            'CUDA_CONTEXT_GIB', 'SPEED', 'MEASURED_GENERATION', 'DISK_GB_PER_S', 'LADDER', 'ASSUMPTIONS', 'BF16_MISSING',
-           'CALIBRATED', 'arch_counts', 'family_from_folder', 'family_of', 'module_counts', 'local_family', 'units',
-           'trainable_params', 'static_gib', 'calibrate', 'peak_gib', 'interpolate', 'step_work', 'optimizer_seconds',
-           'fit_speed', 'step_seconds', 'generation_seconds', 'offloaded', 'Plan', 'fits_in', 'plan', 'ladder',
-           'detect_gpu', 'is_calibrated', 'check_fits', 'preflight']
+           'CALIBRATED', 'DISK_WARN_FREE', 'arch_counts', 'family_from_folder', 'family_of', 'module_counts',
+           'local_family', 'units', 'trainable_params', 'static_gib', 'calibrate', 'peak_gib', 'interpolate',
+           'step_work', 'optimizer_seconds', 'fit_speed', 'step_seconds', 'generation_seconds', 'offloaded', 'Plan',
+           'fits_in', 'disk_parts', 'plan', 'ladder', 'detect_gpu', 'is_calibrated', 'check_fits', 'bytes_under',
+           'existing_parent', 'check_disk', 'preflight']
 
 # %% ../nbs/07a_plan.ipynb #2f0f8f25
 ACTIVATION_FAMILY = {'sd15': 'sd', 'sd21': 'sd', 'sdxl': 'sdxl', 'flux2-klein-4b': 'flux', 'flux2-klein-9b': 'flux9'}  # whose activation constant
@@ -289,14 +290,23 @@ def _check_gpu(gpu) -> str:
     return found
 
 # %% ../nbs/07a_plan.ipynb #13529d3b
+def disk_parts(cfg, k) -> dict:
+    "What a run writes: its kept checkpoints (weights, optimizer state, EMA), the final model, the class images (counts and bytes)."
+    f, n = FAMILIES[k['family']], trainable_params(k['family'], k['mode'], k['train_text_encoder'], k['rank'])
+    made = max(1, (cfg.max_train_steps or 400) // max(cfg.checkpointing_steps or 10**12, 1))
+    n_class = cfg.num_class_images if cfg.with_prior_preservation else 0
+    return dict(checkpoints=min(cfg.checkpoints_total_limit or made, made),                 # all of them when no limit is set
+                checkpoint_bytes=n * (4 + OPTIMIZER_BYTES[k['optimizer']] + (4 if cfg.use_ema else 0)),
+                final_bytes=4 * (n if k['mode'] == 'lora' else 1e6 * sum(f[m] for m in ('denoiser', 'text', 'text2', 'vae'))),  # LoRA file or pipeline
+                class_images=n_class, class_bytes=n_class * 0.4e6 * (cfg.resolution / 512) ** 2)
+
 def _host_and_disk(cfg, k):
     f = FAMILIES[k['family']]
     weights = sum(f[m] for m in ('denoiser', 'text', 'text2', 'vae')) * 2e6 / GIB
     n_img = (cfg.num_class_images if cfg.with_prior_preservation else 0) + 5
     host = weights + n_img * 3 * cfg.resolution ** 2 * 4 / GIB + 2.0       # + ~2 GiB Python/torch
-    n = trainable_params(k['family'], k['mode'], k['train_text_encoder'], k['rank'])
-    kept = cfg.checkpoints_total_limit or max(1, (cfg.max_train_steps or 400) // max(cfg.checkpointing_steps or 10**9, 1))
-    disk = kept * n * (4 + OPTIMIZER_BYTES[k['optimizer']]) / GIB + n_img * 0.4e6 * (cfg.resolution / 512) ** 2 / GIB + n * 4 / GIB
+    d = disk_parts(cfg, k)
+    disk = (d['checkpoints'] * d['checkpoint_bytes'] + d['final_bytes'] + d['class_bytes']) / GIB
     return round(host, 2), round(disk, 2)
 
 # %% ../nbs/07a_plan.ipynb #e2420774
@@ -369,11 +379,50 @@ def check_fits(cfg: TrainConfig, total_gib: float, where: str = 'this GPU'):
     fix = ', then '.join(f"{c['change']} ({c['peak_gpu_memory_gib']:.1f} GiB)" for c in steps) or 'a bigger GPU'
     raise ConfigError(f"{msg}. Make it fit with: {fix}; or set allow_oom_risk=True (--allow_oom_risk) to try anyway.")
 
+# %% ../nbs/07a_plan.ipynb #2c0d17aa
+DISK_WARN_FREE = 0.10                # warn when a run would leave less than this share of its disk free
+
+def bytes_under(folder) -> int:
+    "Bytes of the files under `folder` (0 when it does not exist)."
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try: total += os.lstat(os.path.join(root, name)).st_size
+            except OSError: pass
+    return total
+
+def existing_parent(path) -> Path:
+    "`path`, or its nearest existing parent (the disk a new folder will be on)."
+    path = Path(path).expanduser().absolute()
+    while not path.exists() and path != path.parent: path = path.parent
+    return path
+
+def check_disk(cfg: TrainConfig, family: str | None = None, usage=None) -> float:
+    "Bytes the run will still write; `ConfigError` when they exceed the free space of output_dir's disk (`usage`: a `shutil.disk_usage` result)."
+    import shutil, warnings
+    d = disk_parts(cfg, _knobs(cfg, family or family_of(cfg.pretrained_model_name_or_path)))
+    run_bytes = d['checkpoints'] * d['checkpoint_bytes'] + d['final_bytes'] + (0 if cfg.class_data_dir else d['class_bytes'])
+    need = max(0, run_bytes - bytes_under(cfg.output_dir))                                  # a resumed run wrote some of it already
+    if cfg.class_data_dir: need += max(0, d['class_bytes'] - bytes_under(cfg.class_data_dir))
+    where = existing_parent(cfg.output_dir)
+    usage = usage or shutil.disk_usage(where)
+    what = (f"{d['checkpoints']} checkpoint(s) of {d['checkpoint_bytes'] / GIB:.2f} GiB (checkpoints_total_limit={cfg.checkpoints_total_limit}), "
+            f"the final model {d['final_bytes'] / GIB:.2f} GiB, {d['class_images']} class images {d['class_bytes'] / GIB:.2f} GiB")
+    if need > usage.free:
+        raise ConfigError(f"the run would write about {need / GIB:.1f} GiB ({what}) and {where} has {usage.free / GIB:.1f} GiB free: "
+                          "set checkpoints_total_limit (e.g. --checkpoints_total_limit 2), raise checkpointing_steps or lower max_train_steps, "
+                          "or choose an output_dir on a disk with more room")
+    if usage.free - need < DISK_WARN_FREE * usage.total:
+        warnings.warn(f"the run would write about {need / GIB:.1f} GiB ({what}), leaving {(usage.free - need) / GIB:.1f} GiB "
+                      f"of the {usage.total / GIB:.0f} GiB disk of {where} free")
+    return need
+
 # %% ../nbs/07a_plan.ipynb #8ac38eb6
 def preflight(cfg: TrainConfig, device) -> None:
-    "Before loading and priors: refuse a run that cannot fit this CUDA device (and warn when it has no bf16); on CPU only warn about host RAM."
+    "Before loading and priors: refuse a run that cannot fit its disk or this CUDA device (and warn when it has no bf16); on CPU only warn about host RAM."
     import warnings
     if str(cfg.pretrained_model_name_or_path).startswith('tiny:'): return     # random test models of a few MB: nothing to predict
+    check_disk(cfg, local_family(cfg.pretrained_model_name_or_path, family_of(cfg.pretrained_model_name_or_path))[0])
     if getattr(device, 'type', str(device)) == 'cuda':
         import torch
         idx = device.index if getattr(device, 'index', None) is not None else torch.cuda.current_device()

@@ -23,7 +23,7 @@ __all__ = ['PNG_KEY', 'PNG_SIGNATURE', 'LEGACY_MANIFEST', 'read_manifest', 'prio
            'migrate_manifest', 'warn_other_settings', 'legacy_name_matches', 'check_bank_model', 'adopt_legacy_records',
            'check_readable', 'scan_bank', 'report_broken', 'missing_indices', 'plan_batches', 'prepare_bank',
            'generate_priors', 'split_count', 'bucket_plan', 'generate_bucket_priors', 'concept_bank_dir',
-           'bank_bucket_sizes', 'class_banks', 'check_bucket_photos', 'show_priors']
+           'bank_bucket_sizes', 'class_banks', 'check_bucket_photos', 'run_banks', 'show_priors']
 
 # %% ../nbs/03_priors.ipynb #fb6270f5
 PNG_KEY = 'dreambooth_nb'
@@ -374,6 +374,17 @@ def check_bucket_photos(cfg):
     if cfg.aspect_buckets and not cfg.concepts_list and not cfg.instance_data_dir:
         raise ConfigError("aspect_buckets makes class images at the sizes the subject photos train at, and no photos are given: "
                           "set instance_data_dir (--instance_data_dir) or concepts_list to the photos you will train on, or turn aspect_buckets off.")
+
+# %% ../nbs/03_priors.ipynb #87c72760
+def run_banks(cfg, run_dir) -> dict[str, tuple[Path, int]]:
+    "identifier -> (class-bank folder, images the run trains with), from the config alone; {} without prior preservation."
+    if not cfg.with_prior_preservation: return {}
+    concepts, banks = load_concepts(cfg), {}
+    for c in concepts:
+        folder = concept_bank_dir(c, cfg, run_dir, len(concepts) > 1)
+        n = sum(map(_is_image, bank_files(folder))) if folder.is_dir() else 0
+        banks[c.identifier] = (folder, min(n, cfg.num_class_images))
+    return banks
 
 # %% ../nbs/03_priors.ipynb #d1d870b0
 def show_priors(folder, max_images: int = 16, cols: int = 4):

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['COMPAT_FLAGS', 'LORA_COMPAT_FLAGS']
+__all__ = ['COMPAT_FLAGS', 'LORA_COMPAT_FLAGS', 'TRAIN_EPILOG']
 
 # %% ../nbs/07e_script_flags.ipynb #f23c407d
 _NO_PRODIGY = ("ignored: --optimizer prodigy runs with diffusers' defaults (beta3 = sqrt(beta2); decouple, bias correction "
@@ -75,3 +75,23 @@ _KLEIN_AND_ADVANCED_FLAGS = {  # train_dreambooth_lora_flux2_klein.py
 }
 COMPAT_FLAGS = {**_DREAMBOOTH_FLAGS, **_LORA_SCRIPT_FLAGS, **_KLEIN_AND_ADVANCED_FLAGS}   # flag: (nargs, what happens instead)
 LORA_COMPAT_FLAGS = ('lora_dropout', 'use_dora')   # LoRA-only flags: given without --mode, they mean mode=lora too
+
+# %% ../nbs/07e_script_flags.ipynb #d300b382
+TRAIN_EPILOG = """\
+Where values come from: --preset, then --config (YAML), then flags; later ones win. YAML and flag values are read
+with the same rules (5e-6 is a float, "512" and 512.0 are 512, yes/no/on/off/1/0 are booleans, none empties an
+optional field).
+
+A run needs a base model and photos: --pretrained_model_name_or_path and --instance_data_dir (from flags or the
+config file). tiny:<family> and micro models may leave out the photos (the bundled dog is used), and --preset demo supplies both.
+
+LoRA flags imply LoRA: --rank, --lora_alpha, --lora_target_modules/--lora_layers, --lora_dropout or --use_dora given
+without --mode train with mode=lora (one warning line says so).
+
+Literal prompts name the subject: --instance_prompt "a photo of pxr glasses" --class_prompt "a photo of glasses"
+sets identifier=pxr and class_name=glasses.
+
+Every flag of diffusers' train_dreambooth.py, train_dreambooth_lora.py, train_dreambooth_lora_sdxl.py and
+train_dreambooth_lora_flux2_klein.py is accepted: honoured where the feature exists here, otherwise one notice line
+says what happens instead. --guidance_scale is the sample grids' classifier-free guidance (in the klein script it is a
+training-time guidance embedding, which klein does not have)."""

@@ -10,7 +10,8 @@ from fastcore.basics import patch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 from .config import ModelError
 from .backbones import (SD_SCHEDULER, TEXT_LORA_TARGETS, TINY_VAE, UNET_LORA_TARGETS, SDBackbone, _add_lora,
-                                     clip_text_config, loading, make_scheduler, register_adapter, tiny_clip_tokenizer)
+                                     loading, make_scheduler, register_adapter)
+from .tokenizer import clip_text_config, tiny_clip_tokenizer
 
 # %% auto #0
 __all__ = ['TINY_SDXL_UNET', 'TINY_SDXL_TEXT', 'SDXLBackbone', 'tiny_sdxl']

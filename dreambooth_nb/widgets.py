@@ -67,7 +67,8 @@ class ResultsPanel(Panel):
         self.checkpoint = W.Dropdown(options=[], description='Checkpoint', tooltip='The checkpoint to export', style=dict(description_width='8em'))
         self.format = W.Dropdown(options=list(EXPORT_FORMATS), description='Format', style=dict(description_width='8em'), layout=W.Layout(width='32em'),
                                  tooltip='diffusers folder; LoRA for diffusers or in kohya layout for ComfyUI/A1111; one .safetensors for A1111/ComfyUI')
-        self.overwrite = W.Checkbox(value=False, description='Replace an earlier export of this format', indent=False)
+        self.overwrite = W.Checkbox(value=False, description='Replace an earlier export of this format', indent=False,
+                                     tooltip="Write over the files an earlier export of ours wrote at this path (only those; other files are never touched)")
         self.export_button = button('Export', lambda: self.start(), 'success', 'download')
         self.result, self.download = W.HTML(), W.HBox()
         self.result.add_class('dbnb-export-result')

@@ -172,7 +172,7 @@ class Panel(W.VBox):
         self.status, self.thread, self.phase = W.HTML(), None, PhaseView()
         self.status.add_class('dbnb-status')
         self.stop_requested = threading.Event()
-        self.details_text = W.Textarea(layout=W.Layout(width='100%', height='12em'))
+        self.details_text = W.Textarea(layout=W.Layout(width='100%', height='12em'), tooltip='The full error and its traceback, to copy into a bug report')
         self.details = W.Accordion(children=[self.details_text], titles=('Details',), selected_index=None, layout=W.Layout(display='none'))
         stop_jobs_on_interrupt()
 

@@ -128,7 +128,9 @@ def sanity_notes(cfg: TrainConfig, n_photos: int | None = None) -> list[str]:
     return notes
 
 # %% ../nbs/08a_form.ipynb #277ea5dc
-PRESET_NOTES = {'demo': 'tiny random model and the bundled dog photos: the whole loop on a CPU in about a minute',
+PRESET_NOTES = {'micro': 'the bundled micro model (64 px, pretrained on the DreamBooth photos): the recipe that personalizes it on a CPU',
+                'demo': 'the micro recipe on the bundled dog photos, a checkpoint every 100 steps: DreamBooth working on a CPU',
+                'tiny': 'tiny random model and the bundled dog photos: the machinery on a CPU in about a minute (its pictures are noise)',
                 'sd15-t4': 'Stable Diffusion 1.5, full fine-tune, sized for a 16 GB T4 (Colab, Kaggle)',
                 'sdxl-lora-t4': 'SDXL LoRA at 1024 px, sized for a 16 GB T4',
                 'flux2-klein-4b-lora': 'FLUX.2 [klein] 4B LoRA in bf16 (a 24 GB+ GPU)'}
@@ -175,7 +177,8 @@ class ConfigForm(ConfigForm):
 
     def picker(self) -> W.HBox:
         "The preset dropdown: choosing one fills the form (run and photo folders kept)."
-        dd = W.Dropdown(options=[KEEP, *PRESETS], value=KEEP, layout=W.Layout(width='20em'))
+        dd = W.Dropdown(options=[KEEP, *PRESETS], value=KEEP, layout=W.Layout(width='20em'),
+                         tooltip='Fill the form from a tested preset (the run and photo folders are kept)')
         dd.add_class('dbnb-preset')
         def chosen(change):
             if change.new == KEEP: return
