@@ -13,10 +13,10 @@ from .atomic import atomic_write_text
 # %% auto #0
 __all__ = ['EMPTY_WORDS', 'BOOL_WORDS', 'LIST_FIELDS', 'EMPTY_MEANS', 'LOWERCASE_FIELDS', 'CONVERTERS', 'LORA_FIELDS',
            'LR_SCHEDULERS', 'CHOICES', 'POSITIVE', 'OPTIONAL_POSITIVE', 'NOT_NEGATIVE', 'UNIT_INTERVAL', 'USUAL',
-           'MAX_RESOLUTION', 'MAX_RANK', 'MAX_SEED', 'MICRO_RECIPE', 'PRESETS', 'MAX_SEEDS', 'MAX_SEED_VALUE',
-           'DreamBoothError', 'ConfigError', 'DataError', 'ModelError', 'CheckpointError', 'opt', 'TrainConfig',
-           'fill_prompt', 'infer_identifier', 'class_from_prompt', 'class_after_identifier', 'inferred_names',
-           'field_docs', 'closest_field', 'field_type', 'coerce_field', 'coerce_dict', 'read_yaml', 'implied_lora_mode',
+           'MAX_RESOLUTION', 'MAX_RANK', 'MAX_SEED', 'PRESETS', 'MAX_SEEDS', 'MAX_SEED_VALUE', 'DreamBoothError',
+           'ConfigError', 'DataError', 'ModelError', 'CheckpointError', 'opt', 'TrainConfig', 'fill_prompt',
+           'infer_identifier', 'class_from_prompt', 'class_after_identifier', 'inferred_names', 'field_docs',
+           'closest_field', 'field_type', 'coerce_field', 'coerce_dict', 'read_yaml', 'implied_lora_mode',
            'settings_from_yaml', 'validate', 'train_steps', 'preset', 'parse_seeds']
 
 # %% ../nbs/00_config.ipynb #830162a0
@@ -171,8 +171,7 @@ def class_from_prompt(class_prompt: str | None, instance_prompt: str | None = No
     words = list(itertools.dropwhile(lambda w: w.lower() in _DETERMINERS, words))
     head = list(itertools.takewhile(lambda w: w.lower() not in _STOP_WORDS, words))[:3]
     if instance_prompt and '{' not in instance_prompt:
-        shared = set(_words(instance_prompt))
-        head = [w for w in head if w.lower() in shared] or head
+        head = [w for w in head if w.lower() in set(_words(instance_prompt))] or head
     if head: return ' '.join(head)
     shared = [w for w in _words(class_prompt) if instance_prompt and w in set(_words(instance_prompt)) and w not in _STOP_WORDS]
     return shared[-1] if shared else None
@@ -404,18 +403,13 @@ def train_steps(cfg: TrainConfig, n_instance: int, n_class: int = 0, num_process
     return cfg.num_train_epochs * max(per_epoch, 1)
 
 # %% ../nbs/00_config.ipynb #036fe67e
-MICRO_RECIPE = dict(pretrained_model_name_or_path='micro', resolution=64, max_train_steps=300, learning_rate=1e-4, train_text_encoder=True,
-                    with_prior_preservation=True, num_class_images=50, sample_batch_size=10, prior_num_inference_steps=25,
-                    num_inference_steps=25, guidance_scale=4.0, random_flip=True, checkpointing_steps=300, checkpoints_total_limit=2,
-                    validation_steps=100, num_validation_images=4, seed=0)
-
 PRESETS = {
-    'micro': MICRO_RECIPE,
-    'demo': {**MICRO_RECIPE, 'checkpointing_steps': 100},
-    'tiny': dict(pretrained_model_name_or_path='tiny:sd15', resolution=64, max_train_steps=300, learning_rate=1e-4,
-                 train_text_encoder=True, with_prior_preservation=True, num_class_images=16, sample_batch_size=8,
-                 prior_num_inference_steps=10, num_inference_steps=10, guidance_scale=3.0, checkpointing_steps=100,
-                 checkpoints_total_limit=2, validation_steps=100, num_validation_images=3, seed=0),
+    'micro': dict(pretrained_model_name_or_path='micro', resolution=64, max_train_steps=300, learning_rate=1e-4, train_text_encoder=True,
+                  with_prior_preservation=True, num_class_images=50, sample_batch_size=10, prior_num_inference_steps=25, num_inference_steps=25,
+                  guidance_scale=4.0, random_flip=True, checkpointing_steps=300, checkpoints_total_limit=2, validation_steps=100, num_validation_images=4, seed=0),
+    'tiny': dict(pretrained_model_name_or_path='tiny:sd15', resolution=64, max_train_steps=300, learning_rate=1e-4, train_text_encoder=True,
+                 with_prior_preservation=True, num_class_images=16, sample_batch_size=8, prior_num_inference_steps=10, num_inference_steps=10,
+                 guidance_scale=3.0, checkpointing_steps=100, checkpoints_total_limit=2, validation_steps=100, num_validation_images=3, seed=0),
     'sd15-t4': dict(pretrained_model_name_or_path='stable-diffusion-v1-5/stable-diffusion-v1-5', resolution=512,
                     max_train_steps=800, learning_rate=2e-6, train_text_encoder=False, mixed_precision='fp16',
                     gradient_checkpointing=True, use_8bit_adam=True, with_prior_preservation=True, num_class_images=200, aspect_buckets=True,
@@ -429,6 +423,7 @@ PRESETS = {
                                 train_text_encoder=False, with_prior_preservation=True, num_class_images=100, sample_batch_size=2,
                                 num_inference_steps=28, guidance_scale=4.0, checkpointing_steps=100, checkpoints_total_limit=2, aspect_buckets=True),
 }
+PRESETS = {'demo': {**PRESETS['micro'], 'checkpointing_steps': 100}, **PRESETS}      # the embedded default job, first: micro, checkpoints every 100 steps
 
 def preset(name: str, **overrides) -> TrainConfig:
     "A `TrainConfig` from the named preset, with `overrides` applied."
