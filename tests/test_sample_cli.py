@@ -84,7 +84,7 @@ def test_each_call_its_own_files_with_their_record_and_a_bar(lora_run, tmp_path)
                                                     '002-00-seed0.png', '002-00-seed1.png', '002-grid.png']
     assert all(item in _tree(out) for item in kept)                    # the first call's files untouched
     rec = read_record(out / '002-00-seed1.png')
-    assert rec['prompt'] == 'a olis dog in the snow' and rec['seed'] == 1 and rec['checkpoint'] == 'checkpoint-3', rec
+    assert rec['prompt'] == 'a olis dog in the snow' and rec['seed'] == 1 and rec['checkpoint'] == 'final-state' and rec['step'] == 3, rec   # a 3-step run off its checkpoint schedule ends in final-state
     assert rec['num_inference_steps'] == 3 and rec['mode'] == 'lora' and rec['width'] == 64 and rec['created'], rec
     assert read_record(out / '002-grid.png')['seeds'] == [0, 1]
     assert 'sample: 100%' in again.stderr and '2/2' in again.stderr, again.stderr[-1000:]   # the tqdm bar
