@@ -23,3 +23,11 @@ def train_stopped_and_resumed(make_cfg, run, stop_at: int = 3):
             if self.trainer.step == stop_at: raise CancelFitException()
     train(make_cfg(run), callbacks=[StopAt()])
     return train(make_cfg(run, resume_from_checkpoint='latest'))
+
+def mounted_tmpfs(tmp_path, size: str, covered_by: str):
+    "Yield a tmpfs of `size` mounted under tmp_path (unmounted after), or skip where this process may not mount one."
+    mnt = tmp_path / 'tmpfs'; mnt.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip(f'cannot mount a tmpfs here (no privilege); {covered_by}')
+    yield mnt
+    subprocess.run(['umount', str(mnt)], capture_output=True)

@@ -2,7 +2,7 @@
 import errno, os, signal, subprocess, sys, time
 import pytest
 from dreambooth_nb.data import sample_subject_dir
-from tests.conftest import run_cli
+from tests.conftest import mounted_tmpfs, run_cli
 
 PHOTOS = ['--instance_data_dir', sample_subject_dir()]
 
@@ -151,11 +151,7 @@ def test_read_only_folder(tiny_run, tmp_path):
 @pytest.fixture
 def small_tmpfs(tmp_path):
     "A 64 KiB tmpfs, when this process may mount one."
-    mnt = tmp_path / 'tmpfs'; mnt.mkdir()
-    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(mnt)], capture_output=True).returncode != 0:
-        pytest.skip('cannot mount a tmpfs here (no privilege); ENOSPC is covered by the injected-error test')
-    yield mnt
-    subprocess.run(['umount', str(mnt)], capture_output=True)
+    yield from mounted_tmpfs(tmp_path, '64k', 'ENOSPC is covered by the injected-error test')
 
 def test_full_disk(tiny_run, small_tmpfs):
     (small_tmpfs / 'filler').write_bytes(b'\0' * 60 * 1024)

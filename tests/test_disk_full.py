@@ -5,7 +5,7 @@ disk at all is refused before it starts."""
 import subprocess, sys
 from pathlib import Path
 import pytest
-from tests.conftest import run_cli
+from tests.conftest import mounted_tmpfs, run_cli
 
 SPACE = 'no space left on device — free space or choose another folder'
 
@@ -60,11 +60,7 @@ def test_safetensors_full_disk_is_one_line_and_the_resume_continues(base, tmp_pa
 @pytest.fixture
 def small_tmpfs(tmp_path):
     "A 5 MiB tmpfs (the run fits; a 9 MB checkpoint of the tiny model does not), when this process may mount one."
-    mnt = tmp_path / 'tmpfs'; mnt.mkdir()
-    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=5m', 'tmpfs', str(mnt)], capture_output=True).returncode != 0:
-        pytest.skip('cannot mount a tmpfs here (no privilege); the injected-error test covers the same path')
-    yield mnt
-    subprocess.run(['umount', str(mnt)], capture_output=True)
+    yield from mounted_tmpfs(tmp_path, '5m', 'the injected-error test covers the same path')
 
 def test_a_run_that_cannot_fit_a_real_small_disk_is_refused_before_it_writes(base, small_tmpfs):
     """On a real 5 MiB tmpfs the run's predicted writes (a 9 MB checkpoint) do not fit: the disk check before training
